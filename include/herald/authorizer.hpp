@@ -1,0 +1,183 @@
+// herald — who a client is, and what it may do. The Authorizer requirement, the permissive
+// default and a rule-based authorizer.
+#pragma once
+
+#include <algorithm>
+#include <cctype>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace herald {
+
+/// The authenticated identity behind a session. An empty `id` is an anonymous user.
+struct principal {
+    std::string id;
+    bool anonymous() const noexcept { return id.empty(); }
+};
+
+/// What a client asks to do with a channel.
+enum class action { subscribe, publish };
+
+/// The connection request an authorizer sees: the HTTP request that opened the WebSocket or
+/// carried the long-poll, with its headers (names compared case-insensitively) and cookies.
+struct request_info {
+    std::string method;
+    std::string target;  ///< path and query, as sent
+    std::string remote;  ///< peer address
+    std::vector<std::pair<std::string, std::string>> headers;
+
+    /// First value of header `name`, or empty.
+    std::string_view header(std::string_view name) const noexcept {
+        for (const auto& [k, v] : headers)
+            if (k.size() == name.size() &&
+                std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+                    return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+                }))
+                return v;
+        return {};
+    }
+
+    /// Value of cookie `name` from the Cookie header, or empty.
+    std::string_view cookie(std::string_view name) const noexcept {
+        std::string_view c = header("cookie");
+        while (!c.empty()) {
+            std::size_t end = c.find(';');
+            std::string_view part = c.substr(0, end);
+            while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+            if (part.size() > name.size() && part.substr(0, name.size()) == name && part[name.size()] == '=')
+                return part.substr(name.size() + 1);
+            if (end == std::string_view::npos) break;
+            c.remove_prefix(end + 1);
+        }
+        return {};
+    }
+
+    /// Value of query parameter `name` in the target (not percent-decoded), or empty.
+    std::string_view query(std::string_view name) const noexcept {
+        std::string_view t = target;
+        std::size_t q = t.find('?');
+        if (q == std::string_view::npos) return {};
+        t.remove_prefix(q + 1);
+        while (!t.empty()) {
+            std::size_t end = t.find('&');
+            std::string_view part = t.substr(0, end);
+            if (part.size() > name.size() && part.substr(0, name.size()) == name && part[name.size()] == '=')
+                return part.substr(name.size() + 1);
+            if (end == std::string_view::npos) break;
+            t.remove_prefix(end + 1);
+        }
+        return {};
+    }
+};
+
+/// Authorizer requirements. A type `A` is an Authorizer when, for `a` of type `A`
+/// (const), `r` a `const request_info&`, `p` a `const principal&` and `c` a `std::string_view`:
+///
+/// | expression                  | type                        | meaning                                   |
+/// |-----------------------------|-----------------------------|-------------------------------------------|
+/// | `a.authenticate(r)`         | `std::optional<principal>`  | who opened the connection; nullopt: 401   |
+/// | `a.may(p, action::subscribe, c)` | `bool`                 | checked on every subscribe and every poll |
+/// | `a.may(p, action::publish, c)`   | `bool`                 | checked on every client publish           |
+///
+/// Both are called from transport threads, concurrently: they must be thread-safe.
+template <class A, class = void>
+struct is_authorizer : std::false_type {};
+
+template <class A>
+struct is_authorizer<
+    A, std::void_t<decltype(std::declval<const A&>().authenticate(std::declval<const request_info&>())),
+                   decltype(std::declval<const A&>().may(std::declval<const principal&>(), action::subscribe,
+                                                         std::string_view{}))>>
+    : std::bool_constant<
+          std::is_convertible_v<decltype(std::declval<const A&>().authenticate(std::declval<const request_info&>())),
+                                std::optional<principal>> &&
+          std::is_convertible_v<decltype(std::declval<const A&>().may(std::declval<const principal&>(),
+                                                                      action::subscribe, std::string_view{})),
+                                bool>> {};
+
+template <class A>
+inline constexpr bool is_authorizer_v = is_authorizer<A>::value;
+
+/// The default: everyone connects, anonymously, and may subscribe and publish anywhere.
+/// Fine for a demo or a trusted network; a CMS wants rule_authorizer or its own.
+struct allow_all {
+    std::optional<principal> authenticate(const request_info&) const { return principal{}; }
+    bool may(const principal&, action, std::string_view) const { return true; }
+};
+
+/// Allows what its rules allow and refuses the rest. A pattern is a channel name whose
+/// segments may be `*` (any one segment), `{principal}` (exactly the principal's id; never
+/// matches an anonymous principal), or, as the last segment, `**` (one or more segments).
+///
+/// @code
+/// herald::rule_authorizer auth([](const herald::request_info& r) -> std::optional<herald::principal> {
+///     auto user = sessions.lookup(r.cookie("cms_session"));   // the CMS's own session store
+///     if (!user) return std::nullopt;                           // 401
+///     return herald::principal{user->name};
+/// });
+/// auth.allow(herald::action::subscribe, "projects.**");
+/// auth.allow(herald::action::subscribe, "user.{principal}.**");
+/// @endcode
+class rule_authorizer {
+public:
+    using authenticate_function = std::function<std::optional<principal>(const request_info&)>;
+
+    /// With no authenticate function, every connection is accepted as anonymous.
+    explicit rule_authorizer(authenticate_function authenticate = {}) : authenticate_(std::move(authenticate)) {}
+
+    /// Allows `what` on channels matching `pattern`. Not thread-safe: set rules up before use.
+    rule_authorizer& allow(action what, std::string pattern) {
+        rules_.push_back({what, std::move(pattern)});
+        return *this;
+    }
+
+    std::optional<principal> authenticate(const request_info& r) const {
+        if (!authenticate_) return principal{};
+        return authenticate_(r);
+    }
+
+    bool may(const principal& p, action what, std::string_view channel) const {
+        for (const auto& rule : rules_)
+            if (rule.what == what && matches(rule.pattern, channel, p)) return true;
+        return false;
+    }
+
+    /// Whether `channel` matches `pattern` for principal `p` (see the class description).
+    static bool matches(std::string_view pattern, std::string_view channel, const principal& p) {
+        while (true) {
+            const std::size_t pe = pattern.find('.');
+            const std::string_view ps = pattern.substr(0, pe);
+            if (ps == "**" && pe == std::string_view::npos) return !channel.empty();
+            if (channel.empty()) return false;
+            const std::size_t ce = channel.find('.');
+            const std::string_view cs = channel.substr(0, ce);
+            if (ps == "{principal}") {
+                if (p.anonymous() || cs != p.id) return false;
+            } else if (ps != "*" && ps != cs) {
+                return false;
+            }
+            if (pe == std::string_view::npos || ce == std::string_view::npos)
+                return pe == std::string_view::npos && ce == std::string_view::npos;
+            pattern.remove_prefix(pe + 1);
+            channel.remove_prefix(ce + 1);
+        }
+    }
+
+private:
+    struct rule {
+        action what;
+        std::string pattern;
+    };
+    authenticate_function authenticate_;
+    std::vector<rule> rules_;
+};
+
+static_assert(is_authorizer_v<allow_all>);
+static_assert(is_authorizer_v<rule_authorizer>);
+
+} // namespace herald

@@ -1,0 +1,237 @@
+// herald — the herald.v1 wire protocol: encoding server frames, parsing client frames.
+// docs/protocol.md is the reference; every transport speaks these same frames.
+#pragma once
+
+#include <herald/channel.hpp>
+#include <herald/error.hpp>
+#include <herald/frame.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace herald {
+namespace protocol {
+
+/// The WebSocket subprotocol name and the `protocol` field of `welcome`.
+inline constexpr std::string_view name = "herald.v1";
+
+namespace detail {
+inline void append_uint(std::string& out, std::uint64_t v) {
+    char buf[24];
+    char* p = buf + sizeof buf;
+    do { *--p = char('0' + v % 10); v /= 10; } while (v);
+    out.append(p, buf + sizeof buf);
+}
+// Epochs and channels are validated to need no escaping; other strings go through json.
+inline void append_json_string(std::string& out, std::string_view s) {
+    out += nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+inline void append_request_id(std::string& out, std::uint64_t id) {
+    if (id) { out += ",\"id\":"; append_uint(out, id); }
+}
+} // namespace detail
+
+/// Builds a message frame. `data` must already be one valid JSON value (the hub checks it
+/// at publish); it is embedded as is.
+inline frame_ptr make_message(std::string channel, position pos, std::string_view data) {
+    auto f = std::make_shared<frame>();
+    f->type = frame_type::message;
+    std::string& t = f->text;
+    t.reserve(64 + channel.size() + pos.epoch.size() + data.size());
+    t += "{\"type\":\"message\",\"channel\":\"";
+    t += channel;
+    t += "\",\"epoch\":\"";
+    t += pos.epoch;
+    t += "\",\"offset\":";
+    detail::append_uint(t, pos.offset);
+    t += ",\"data\":";
+    f->data_at_ = t.size();
+    t += data;
+    f->data_len_ = data.size();
+    t += '}';
+    f->channel = std::move(channel);
+    f->pos = std::move(pos);
+    return f;
+}
+
+/// `subscribed`: the subscription is live from `head`; `recovered` says whether every message
+/// after the client's `since` follows (true) or the client must resync (false).
+inline frame_ptr make_subscribed(std::string channel, position head, bool recovered, std::uint64_t id = 0) {
+    auto f = std::make_shared<frame>();
+    f->type = frame_type::subscribed;
+    std::string& t = f->text;
+    t += "{\"type\":\"subscribed\",\"channel\":\"";
+    t += channel;
+    t += "\",\"epoch\":\"";
+    t += head.epoch;
+    t += "\",\"offset\":";
+    detail::append_uint(t, head.offset);
+    t += recovered ? ",\"recovered\":true" : ",\"recovered\":false";
+    detail::append_request_id(t, id);
+    t += '}';
+    f->channel = std::move(channel);
+    f->pos = std::move(head);
+    f->recovered = recovered;
+    f->request_id = id;
+    return f;
+}
+
+inline frame_ptr make_unsubscribed(std::string channel, std::uint64_t id = 0) {
+    auto f = std::make_shared<frame>();
+    f->type = frame_type::unsubscribed;
+    f->text = "{\"type\":\"unsubscribed\",\"channel\":\"" + channel + "\"";
+    detail::append_request_id(f->text, id);
+    f->text += '}';
+    f->channel = std::move(channel);
+    f->request_id = id;
+    return f;
+}
+
+inline frame_ptr make_published(std::string channel, position pos, std::uint64_t id = 0) {
+    auto f = std::make_shared<frame>();
+    f->type = frame_type::published;
+    std::string& t = f->text;
+    t += "{\"type\":\"published\",\"channel\":\"";
+    t += channel;
+    t += "\",\"epoch\":\"";
+    t += pos.epoch;
+    t += "\",\"offset\":";
+    detail::append_uint(t, pos.offset);
+    detail::append_request_id(t, id);
+    t += '}';
+    f->channel = std::move(channel);
+    f->pos = std::move(pos);
+    f->request_id = id;
+    return f;
+}
+
+/// `error`: `code` by its wire name, a readable `message`, and the channel and request id it
+/// concerns when there is one. `channel` is echoed only when it is a valid name.
+inline frame_ptr make_error(std::error_code code, std::string_view channel = {}, std::uint64_t id = 0,
+                            std::string_view message = {}) {
+    auto f = std::make_shared<frame>();
+    f->type = frame_type::error;
+    std::string& t = f->text;
+    t += "{\"type\":\"error\",\"code\":\"";
+    t += to_wire(code);
+    t += "\",\"message\":";
+    const std::string msg = message.empty() ? code.message() : std::string(message);
+    f->data_at_ = t.size() + 1;
+    detail::append_json_string(t, msg);
+    f->data_len_ = t.size() - 1 - f->data_at_;
+    if (!channel.empty() && is_valid_channel(channel)) {
+        t += ",\"channel\":\"";
+        t += channel;
+        t += '"';
+        f->channel = std::string(channel);
+    }
+    detail::append_request_id(t, id);
+    t += '}';
+    f->code = code;
+    f->request_id = id;
+    return f;
+}
+
+/// `welcome`: first frame on every connection. `transports` lists those enabled on the server
+/// so that a client can skip the ones that are off.
+inline frame_ptr make_welcome(std::string_view session_id, std::chrono::milliseconds heartbeat,
+                              const std::vector<std::string>& transports, std::string_view server_id = {}) {
+    auto f = std::make_shared<frame>();
+    f->type = frame_type::welcome;
+    nlohmann::json j = {{"type", "welcome"},
+                        {"protocol", std::string(name)},
+                        {"session", std::string(session_id)},
+                        {"heartbeat", heartbeat.count()},
+                        {"transports", transports}};
+    if (!server_id.empty()) j["server"] = std::string(server_id);
+    f->text = j.dump();
+    return f;
+}
+
+inline frame_ptr make_ping() {
+    static const frame_ptr ping = [] {
+        auto f = std::make_shared<frame>();
+        f->type = frame_type::ping;
+        f->text = "{\"type\":\"ping\"}";
+        return f;
+    }();
+    return ping;
+}
+
+/// `reconnect`: the server is going away; come back (to any server) after `after`.
+inline frame_ptr make_reconnect(std::chrono::milliseconds after, std::string_view reason = "shutdown") {
+    auto f = std::make_shared<frame>();
+    f->type = frame_type::reconnect;
+    f->text = "{\"type\":\"reconnect\",\"after\":";
+    detail::append_uint(f->text, static_cast<std::uint64_t>(after.count()));
+    f->text += ",\"reason\":";
+    detail::append_json_string(f->text, reason);
+    f->text += '}';
+    f->retry_after = after;
+    return f;
+}
+
+/// A request from a client, parsed.
+struct request {
+    enum class kind { subscribe, unsubscribe, publish, pong } type = kind::pong;
+    std::string channel;
+    std::optional<position> since; ///< subscribe: resume after this position
+    std::string data;              ///< publish: the JSON value, re-serialized compactly
+    std::uint64_t id = 0;          ///< optional request id, echoed in the answer
+};
+
+/// Parses one client text frame. On failure `ec` is malformed_frame, unknown_frame_type or
+/// invalid_channel, and `id` (when the frame carried a readable one) is left in the result
+/// so that the error frame can name the request.
+inline request parse_request(std::string_view text, std::error_code& ec) {
+    ec.clear();
+    request r;
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) { ec = error::malformed_frame; return r; }
+    if (auto it = j.find("id"); it != j.end()) {
+        if (!it->is_number_unsigned()) { ec = error::malformed_frame; return r; }
+        r.id = it->get<std::uint64_t>();
+    }
+    auto type = j.find("type");
+    if (type == j.end() || !type->is_string()) { ec = error::malformed_frame; return r; }
+    const std::string& t = type->get_ref<const std::string&>();
+    if (t == "pong" || t == "ping") { r.type = request::kind::pong; return r; }
+    if (t == "subscribe") r.type = request::kind::subscribe;
+    else if (t == "unsubscribe") r.type = request::kind::unsubscribe;
+    else if (t == "publish") r.type = request::kind::publish;
+    else { ec = error::unknown_frame_type; return r; }
+
+    auto ch = j.find("channel");
+    if (ch == j.end() || !ch->is_string()) { ec = error::malformed_frame; return r; }
+    r.channel = ch->get<std::string>();
+    if (auto e = validate_channel(r.channel)) { ec = e; return r; }
+
+    if (r.type == request::kind::subscribe) {
+        if (auto s = j.find("since"); s != j.end() && !s->is_null()) {
+            if (!s->is_object()) { ec = error::malformed_frame; return r; }
+            auto ep = s->find("epoch");
+            auto off = s->find("offset");
+            if (ep == s->end() || !ep->is_string() || off == s->end() || !off->is_number_unsigned()) {
+                ec = error::malformed_frame;
+                return r;
+            }
+            r.since = position{ep->get<std::string>(), off->get<std::uint64_t>()};
+        }
+    } else if (r.type == request::kind::publish) {
+        auto d = j.find("data");
+        if (d == j.end()) { ec = error::malformed_frame; return r; }
+        r.data = d->dump();
+    }
+    return r;
+}
+
+} // namespace protocol
+} // namespace herald

@@ -1,0 +1,177 @@
+// herald — a session: one client, on any transport, as the hub sees it.
+#pragma once
+
+#include <herald/authorizer.hpp>
+#include <herald/error.hpp>
+#include <herald/frame.hpp>
+#include <herald/options.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace herald {
+
+class hub;
+
+/// One client of the hub. The hub pushes frames into the session's outbound queue (from any
+/// thread); the transport that owns the client takes them out, all pending at once, and
+/// writes them in one go. The queue is capped (session_options): a session whose transport
+/// cannot keep up is closed with error::slow_consumer rather than grow without bound, and
+/// its client resumes from its cursor.
+///
+/// Thread safety: all members are safe to call concurrently.
+class session {
+public:
+    /// Called, without any herald lock held, when the queue goes from empty to non-empty and
+    /// when the session is closed. It must not block: post to the transport's loop or
+    /// notify a condition variable.
+    using wake_function = std::function<void()>;
+
+    session(std::string id, principal who, session_options opts, wake_function wake)
+        : id_(std::move(id)), who_(std::move(who)), opts_(opts), wake_(std::move(wake)) {}
+
+    session(const session&) = delete;
+    session& operator=(const session&) = delete;
+
+    const std::string& id() const noexcept { return id_; }
+    const herald::principal& who() const noexcept { return who_; }
+
+    /// Moves every queued frame to the end of `out`, oldest first.
+    /// @returns false once the session is closed (nothing more will come).
+    bool take(std::vector<frame_ptr>& out) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (out.empty()) out.swap(queue_);
+        else { out.insert(out.end(), queue_.begin(), queue_.end()); queue_.clear(); }
+        queued_bytes_ = 0;
+        return !closed_;
+    }
+
+    /// Why the session closed (empty while open). error::slow_consumer after an overflow.
+    std::error_code close_reason() const {
+        std::lock_guard<std::mutex> lock(mu_);
+        return reason_;
+    }
+    bool closed() const {
+        std::lock_guard<std::mutex> lock(mu_);
+        return closed_;
+    }
+    std::size_t queued_messages() const {
+        std::lock_guard<std::mutex> lock(mu_);
+        return queue_.size();
+    }
+    std::size_t queued_bytes() const {
+        std::lock_guard<std::mutex> lock(mu_);
+        return queued_bytes_;
+    }
+    /// Channels this session follows now.
+    std::vector<std::string> channels() const {
+        std::lock_guard<std::mutex> lock(mu_);
+        return {channels_.begin(), channels_.end()};
+    }
+
+    /// Queues one frame. @returns false when the session is closed, or closes now because
+    /// the frame would pass a cap (the hub then drops the session from its channels).
+    bool push(frame_ptr f) {
+        bool wake;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (closed_) return false;
+            if (queue_.size() >= opts_.max_queued_messages ||
+                queued_bytes_ + f->text.size() > opts_.max_queued_bytes) {
+                close_locked(error::slow_consumer);
+                wake = true;
+            } else {
+                wake = queue_.empty();
+                queued_bytes_ += f->text.size();
+                queue_.push_back(std::move(f));
+                if (!wake) return true;
+            }
+        }
+        if (wake_) wake_();
+        return !closed();
+    }
+
+    /// Closes the session: nothing more is queued; frames already queued can still be taken.
+    /// @returns false when it was already closed.
+    bool close(std::error_code reason = {}) {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (closed_) return false;
+            close_locked(reason);
+        }
+        if (wake_) wake_();
+        return true;
+    }
+
+private:
+    friend class hub;
+
+    void close_locked(std::error_code reason) {
+        closed_ = true;
+        reason_ = reason;
+        if (reason == error::slow_consumer) {
+            queue_.clear();  // what it had not taken, it will get again on resume
+            queued_bytes_ = 0;
+        }
+    }
+
+    // Replayed history and control answers: bounded by the history and the request, they
+    // pass the caps (the frames are shared with the history, so they cost pointers only).
+    void push_forced(frame_ptr f) {
+        bool wake;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (closed_) return;
+            wake = queue_.empty();
+            queued_bytes_ += f->text.size();
+            queue_.push_back(std::move(f));
+        }
+        if (wake && wake_) wake_();
+    }
+
+    // Channel bookkeeping, used by the hub only.
+    bool add_channel(const std::string& c, std::error_code& ec) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (closed_) { ec = error::session_closed; return false; }
+        if (channels_.count(c)) return false;
+        if (channels_.size() >= opts_.max_subscriptions) { ec = error::too_many_subscriptions; return false; }
+        channels_.insert(c);
+        return true;
+    }
+    bool remove_channel(const std::string& c) {
+        std::lock_guard<std::mutex> lock(mu_);
+        return channels_.erase(c) > 0;
+    }
+    std::vector<std::string> drop_channels() {
+        std::lock_guard<std::mutex> lock(mu_);
+        std::vector<std::string> out(channels_.begin(), channels_.end());
+        channels_.clear();
+        return out;
+    }
+
+    const std::string id_;
+    const herald::principal who_;
+    const session_options opts_;
+    const wake_function wake_;
+
+    mutable std::mutex mu_;
+    std::vector<frame_ptr> queue_;
+    std::size_t queued_bytes_ = 0;
+    bool closed_ = false;
+    std::error_code reason_;
+    std::unordered_set<std::string> channels_;
+    std::atomic<bool> slow_counted_{false}, closed_counted_{false};  // hub statistics, counted once
+};
+
+using session_ptr = std::shared_ptr<session>;
+
+} // namespace herald
