@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every herald test: installs what is missing, builds, runs the suite, then runs it
+# again under ThreadSanitizer and under AddressSanitizer + UndefinedBehaviorSanitizer.
+#   scripts/test.sh            everything
+#   scripts/test.sh --quick    the normal build only (no sanitizer builds)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+quick=0; [[ "${1:-}" == "--quick" ]] && quick=1
+
+scripts/setup.sh --browser
+jobs=$(nproc)
+
+passed=0; failed=0
+run_suite() {  # name, build dir, ctest filter, cmake args...
+  local name=$1 dir=$2 filter=$3; shift 3
+  echo "=== $name: configure + build ($dir)"
+  cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" > "$dir.configure.log" 2>&1 \
+    || { cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" -j "$jobs" 2>&1 | grep -E "error|warning:|\*\*\*" || true
+  [[ ${PIPESTATUS[0]} == 0 ]] || { echo "build failed: $name"; failed=$((failed + 1)); return 0; }
+  echo "=== $name: tests"
+  local log="$dir.ctest.log"
+  set +e
+  (cd "$dir" && ctest --output-on-failure -j 1 ${filter:+-R "$filter"} 2>&1) | tee "$log"
+  set -e
+  local p f
+  p=$(grep -cE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* +Passed" "$log" || true)
+  f=$(grep -cE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* +(\*\*\*|Failed|Timeout|Exception|Not Run)" "$log" || true)
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
+run_suite "default" "$root/build" ""
+if [[ $quick == 0 ]]; then
+  san_common=(-DHERALD_BUILD_EXAMPLES=OFF -DHERALD_BUILD_BENCHMARKS=OFF -DHERALD_SANITIZED=ON)
+  HERALD_STRESS_SCALE=10 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+    run_suite "thread sanitizer" "$root/build-tsan" "^(core|protocol)" "${san_common[@]}" \
+      "-DCMAKE_CXX_FLAGS=-fsanitize=thread -g -O1"
+  HERALD_STRESS_SCALE=10 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    run_suite "address + undefined sanitizers" "$root/build-asan" "^(core|protocol)" "${san_common[@]}" \
+      "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -g -O1"
+fi
+
+echo
+echo "herald: $passed passed, $failed failed"
+[[ $failed == 0 && $passed -gt 0 ]]
