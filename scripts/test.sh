@@ -15,12 +15,13 @@ passed=0; failed=0
 run_suite() {  # name, build dir, ctest filter, cmake args...
   local name=$1 dir=$2 filter=$3; shift 3
   echo "=== $name: configure + build ($dir)"
-  cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" > "$dir.configure.log" 2>&1 \
-    || { cat "$dir.configure.log"; return 1; }
+  mkdir -p "$dir"
+  cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" > "$dir/configure.log" 2>&1 \
+    || { cat "$dir/configure.log"; return 1; }
   cmake --build "$dir" -j "$jobs" 2>&1 | grep -E "error|warning:|\*\*\*" || true
   [[ ${PIPESTATUS[0]} == 0 ]] || { echo "build failed: $name"; failed=$((failed + 1)); return 0; }
   echo "=== $name: tests"
-  local log="$dir.ctest.log"
+  local log="$dir/ctest-summary.log"
   set +e
   (cd "$dir" && ctest --output-on-failure -j 1 ${filter:+-R "$filter"} 2>&1) | tee "$log"
   set -e

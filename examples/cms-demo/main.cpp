@@ -1,0 +1,182 @@
+// herald's CMS demo: editors see project changes, comments and their own notifications live.
+//   herald-cms-demo [--port 8080] [--address 127.0.0.1] [--interval-ms 1500] [--no-websocket]
+// Open http://127.0.0.1:8080/, pick a user; open a second window as the other user.
+#include "cms.hpp"
+
+#include <herald/server.hpp>
+#include <herald/transport/websocket.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#ifndef HERALD_DEMO_ASSETS
+#define HERALD_DEMO_ASSETS "public"
+#endif
+
+namespace {
+
+using server_type = herald::basic_server<herald::transport::websocket>;
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+herald::http_response file(const std::string& dir, const std::string& name, const std::string& type) {
+    herald::http_response r;
+    r.body = read_file(dir + "/" + name);
+    if (r.body.empty()) return herald::http_response::text(404, "missing asset " + name);
+    r.content_type = type;
+    return r;
+}
+
+std::string user_of(const herald::request_info& r) {
+    const std::string u(r.cookie("cms_user"));
+    for (const auto& known : cms::users)
+        if (u == known) return u;
+    return {};
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"herald CMS demo: live project updates and notifications"};
+    herald::server_options opts;
+    opts.port = 8080;
+    int interval_ms = 1500;
+    bool websocket = true;
+    std::string assets = HERALD_DEMO_ASSETS;
+    app.add_option("--address", opts.address, "address to listen on");
+    app.add_option("--port", opts.port, "port (0: any free port, printed at start)");
+    app.add_option("--interval-ms", interval_ms, "simulated editors act this often (0: never)");
+    app.add_option("--heartbeat-ms", [&](const CLI::results_t& v) { opts.heartbeat = std::chrono::milliseconds(std::stol(v[0])); return true; },
+                   "heartbeat interval");
+    app.add_flag("!--no-websocket", websocket, "switch the WebSocket transport off");
+    app.add_option("--assets", assets, "directory of the page's files");
+    CLI11_PARSE(app, argc, argv);
+
+    // Block the stop signals before any thread starts; main waits for them with sigwait.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+    server_type server(opts);
+    server.options_of<herald::transport::websocket>().enabled = websocket;
+
+    // Who is who: the CMS's login cookie. Editors follow the projects and their own
+    // notifications, nobody else's.
+    herald::rule_authorizer auth([](const herald::request_info& r) -> std::optional<herald::principal> {
+        std::string u = user_of(r);
+        if (u.empty()) return std::nullopt;
+        return herald::principal{u};
+    });
+    auth.allow(herald::action::subscribe, "projects").allow(herald::action::subscribe, "user.{principal}.notifications");
+    server.set_authorizer(auth);
+
+    cms::store store([&](const std::string& channel, const nlohmann::json& data) {
+        std::error_code ec;
+        server.publish(channel, data.dump(), ec);
+        if (ec) std::cerr << "publish to " << channel << " failed: " << ec.message() << '\n';
+    });
+
+    server.handle("/", [&](const herald::http_request&) { return file(assets, "index.html", "text/html; charset=utf-8"); });
+    server.handle("/app.js", [&](const herald::http_request&) { return file(assets, "app.js", "text/javascript; charset=utf-8"); });
+    server.handle("/style.css", [&](const herald::http_request&) { return file(assets, "style.css", "text/css; charset=utf-8"); });
+    server.handle("/login", [](const herald::http_request& r) {
+        herald::http_response res;
+        std::string u(r.query("user"));
+        bool known = false;
+        for (const auto& k : cms::users) known = known || k == u;
+        if (!known) return herald::http_response::text(400, "unknown user");
+        res.status = 303;
+        res.headers = {{"Location", "/"}, {"Set-Cookie", "cms_user=" + u + "; Path=/; SameSite=Lax; HttpOnly"}};
+        return res;
+    });
+    server.handle("/logout", [](const herald::http_request&) {
+        herald::http_response res;
+        res.status = 303;
+        res.headers = {{"Location", "/"}, {"Set-Cookie", "cms_user=; Path=/; Max-Age=0"}};
+        return res;
+    });
+    server.handle("/api/me", [](const herald::http_request& r) {
+        std::string u = user_of(r);
+        if (u.empty()) return herald::http_response::json(401, R"({"error":"not logged in"})");
+        return herald::http_response::json(200, nlohmann::json({{"user", u}, {"users", cms::users}}).dump());
+    });
+    // State for a page that (re)loads: the channel's position is read before the state, so
+    // that subscribing `since` it replays anything the state might have missed (the page
+    // applies updates idempotently).
+    auto position_json = [&](const std::string& channel) {
+        herald::position p = server.hub().head(channel);
+        return nlohmann::json({{"epoch", p.epoch}, {"offset", p.offset}});
+    };
+    server.handle("/api/projects", [&](const herald::http_request&) {
+        auto position = position_json("projects");
+        return herald::http_response::json(200, nlohmann::json({{"position", position}, {"projects", store.projects()}}).dump());
+    });
+    server.handle("/api/notifications", [&](const herald::http_request& r) {
+        std::string u = user_of(r);
+        if (u.empty()) return herald::http_response::json(401, R"({"error":"not logged in"})");
+        auto position = position_json("user." + u + ".notifications");
+        return herald::http_response::json(200, nlohmann::json({{"position", position}, {"notifications", store.notifications(u)}}).dump());
+    });
+    server.handle("/api/status", [&](const herald::http_request& r) {
+        std::string u = user_of(r);
+        if (u.empty()) return herald::http_response::json(401, R"({"error":"not logged in"})");
+        if (r.method != "POST") return herald::http_response::json(405, R"({"error":"POST only"})");
+        auto body = nlohmann::json::parse(r.body, nullptr, false);
+        if (body.is_discarded() || !body.contains("project") || !body.contains("item") || !body.contains("status") ||
+            !body["project"].is_number_integer() || !body["item"].is_number_integer() || !body["status"].is_string())
+            return herald::http_response::json(400, R"({"error":"expected {project, item, status}"})");
+        if (!store.set_status(body["project"], body["item"], body["status"], u))
+            return herald::http_response::json(404, R"({"error":"no such item"})");
+        return herald::http_response::json(200, R"({"ok":true})");
+    });
+    server.handle("/api/comment", [&](const herald::http_request& r) {
+        std::string u = user_of(r);
+        if (u.empty()) return herald::http_response::json(401, R"({"error":"not logged in"})");
+        auto body = nlohmann::json::parse(r.body, nullptr, false);
+        if (body.is_discarded() || !body.contains("project") || !body["project"].is_number_integer() ||
+            !body.contains("text") || !body["text"].is_string() || body["text"].get<std::string>().empty())
+            return herald::http_response::json(400, R"({"error":"expected {project, text}"})");
+        store.add_comment(body["project"], u, body["text"].get<std::string>().substr(0, 500));
+        return herald::http_response::json(200, R"({"ok":true})");
+    });
+
+    std::error_code ec;
+    server.start(ec);
+    if (ec) {
+        std::cerr << "cannot listen on " << opts.address << ':' << opts.port << ": " << ec.message() << '\n';
+        return 1;
+    }
+    std::cout << "herald CMS demo on http://" << opts.address << ':' << server.port() << "/  (transports:";
+    if (websocket) std::cout << " websocket";
+    std::cout << "; Ctrl-C stops)" << std::endl;
+
+    std::atomic<bool> running{true};
+    std::thread simulator([&] {
+        while (running && interval_ms > 0) {
+            for (int waited = 0; running && waited < interval_ms; waited += 50)
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            if (running) store.simulate_once();
+        }
+    });
+
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    std::cout << "stopping: clients are told to reconnect" << std::endl;
+    running = false;
+    simulator.join();
+    server.stop();
+    return 0;
+}

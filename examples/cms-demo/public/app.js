@@ -1,0 +1,164 @@
+// The demo page: a Projects overview and a Notifications panel kept live by herald.
+// The pattern: load the state with the channel's position, subscribe `since` that position,
+// apply updates idempotently, and reload the state when herald says `resync`.
+import { connect } from '/herald/client.js';
+
+const $ = (id) => document.getElementById(id);
+const projects = new Map();       // id -> project
+const notifications = new Map();  // id -> notification
+let unread = 0;
+
+// Exposed for the browser tests and for curious editors (window.demo in the console).
+const demo = (window.demo = { updates: 0, resyncs: 0, state: 'connecting', transport: null, reason: null, herald: null });
+
+async function getJSON(url) {
+  const res = await fetch(url, { credentials: 'same-origin' });
+  if (!res.ok) throw Object.assign(new Error(`${url}: ${res.status}`), { status: res.status });
+  return res.json();
+}
+
+async function main() {
+  let me;
+  try {
+    me = await getJSON('/api/me');
+  } catch (e) {
+    if (e.status !== 401) throw e;
+    showLogin(['alice', 'bob']);
+    return;
+  }
+  $('whoami').innerHTML = `Signed in as <b>${me.user}</b> · ${me.users.filter((u) => u !== me.user)
+    .map((u) => `<a href="/login?user=${u}">switch to ${u}</a>`).join(' ')} · <a href="/logout">sign out</a>`;
+  $('app').hidden = false;
+
+  const herald = (demo.herald = connect());
+  herald.on('state', showConnection);
+
+  const [p, n] = await Promise.all([getJSON('/api/projects'), getJSON('/api/notifications')]);
+  loadProjects(p.projects);
+  loadNotifications(n.notifications);
+
+  const mine = `user.${me.user}.notifications`;
+  herald.subscribe('projects', onProjectUpdate, { since: p.position });
+  herald.subscribe(mine, onNotification, { since: n.position });
+  herald.on('resync', async ({ channel }) => {
+    // herald could not replay what was missed (server restarted, history too short): reload.
+    demo.resyncs++;
+    if (channel === 'projects') loadProjects((await getJSON('/api/projects')).projects);
+    if (channel === mine) loadNotifications((await getJSON('/api/notifications')).notifications);
+  });
+  herald.on('error', (e) => console.warn('herald:', e));
+}
+
+function showLogin(users) {
+  $('login').hidden = false;
+  $('login-users').innerHTML = users.map((u) => `<a href="/login?user=${u}">${u}</a>`).join('');
+  $('connection').hidden = true;
+}
+
+const stateText = {
+  connecting: 'Connecting…',
+  open: 'Live',
+  reconnecting: 'Reconnecting…',
+  warning: 'Connection problems — retrying',
+  offline: 'Offline — reload the page',
+};
+
+function showConnection({ state, transport, reason, attempt }) {
+  Object.assign(demo, { state, transport, reason });
+  const el = $('connection');
+  el.dataset.state = state;
+  const via = transport === 'longpoll' ? 'Long-poll' : transport === 'websocket' ? 'WebSocket' : '';
+  let text = stateText[state] || state;
+  if (state === 'open' && via) text = `${text} · ${via}`;
+  if ((state === 'reconnecting' || state === 'warning') && attempt) text += ` (attempt ${attempt})`;
+  $('connection-text').textContent = text;
+  el.title = reason ? `${text}\n${reason}` : text;
+}
+
+function loadProjects(list) {
+  projects.clear();
+  for (const p of list) projects.set(p.id, p);
+  renderProjects();
+}
+
+function loadNotifications(list) {
+  notifications.clear();
+  for (const n of list) notifications.set(n.id, n);
+  renderNotifications();
+}
+
+function onProjectUpdate(update) {
+  demo.updates++;
+  $('last-event').textContent = `Last update ${new Date().toLocaleTimeString()}`;
+  const p = projects.get(update.project);
+  if (!p) return;
+  if (update.kind === 'item') {
+    const i = p.items.findIndex((x) => x.id === update.item.id);
+    if (i >= 0) p.items[i] = update.item; else p.items.push(update.item);
+    renderProjects(`item-${p.id}-${update.item.id}`);
+  } else if (update.kind === 'comment') {
+    if (!p.comments.some((c) => c.id === update.id)) p.comments.push(update);
+    p.comments = p.comments.slice(-20);
+    renderProjects(`comments-${p.id}`);
+  }
+}
+
+function onNotification(n) {
+  demo.updates++;
+  if (!notifications.has(n.id)) unread++;
+  notifications.set(n.id, n);
+  renderNotifications(n.id);
+}
+
+const nextStatus = { draft: 'in review', 'in review': 'approved', approved: 'published', published: 'draft' };
+
+function renderProjects(flashId) {
+  const html = [];
+  for (const p of projects.values()) {
+    html.push(`<div class="project" data-project="${p.id}"><h3>${esc(p.name)}</h3><table>`);
+    for (const i of p.items) {
+      html.push(`<tr id="item-${p.id}-${i.id}"><td>${esc(i.title)}</td>
+        <td><span class="status" data-status="${esc(i.status)}">${esc(i.status)}</span></td>
+        <td class="editor">${esc(i.editor)}</td>
+        <td class="action"><button data-project="${p.id}" data-item="${i.id}" data-next="${nextStatus[i.status] || 'draft'}">→ ${nextStatus[i.status] || 'draft'}</button></td></tr>`);
+    }
+    html.push(`</table><ul class="comments" id="comments-${p.id}">`);
+    for (const c of p.comments.slice(-3)) html.push(`<li><b>${esc(c.author)}</b>: ${esc(c.text)}</li>`);
+    html.push('</ul></div>');
+  }
+  $('projects').innerHTML = html.join('');
+  if (flashId) $(flashId)?.classList.add('flash');
+}
+
+function renderNotifications(flashId) {
+  const list = [...notifications.values()].sort((a, b) => b.id - a.id).slice(0, 50);
+  $('notifications').innerHTML = list
+    .map((n) => `<li id="note-${n.id}">${esc(n.text)}<time>${new Date(n.at).toLocaleTimeString()}</time></li>`).join('');
+  $('unread').hidden = unread === 0;
+  $('unread').textContent = String(unread);
+  if (flashId) $(`note-${flashId}`)?.classList.add('flash');
+}
+
+$('projects').addEventListener('click', async (e) => {
+  const b = e.target.closest('button[data-item]');
+  if (!b) return;
+  await fetch('/api/status', {
+    method: 'POST',
+    credentials: 'same-origin',
+    body: JSON.stringify({ project: Number(b.dataset.project), item: Number(b.dataset.item), status: b.dataset.next }),
+  });  // the change comes back through herald, like everybody else's
+});
+
+$('notifications').addEventListener('click', () => { unread = 0; renderNotifications(); });
+
+$('diagnose-button').addEventListener('click', async () => {
+  const pre = $('diagnose');
+  pre.hidden = !pre.hidden;
+  if (!pre.hidden) pre.textContent = JSON.stringify({ client: { state: demo.state, transport: demo.transport, reason: demo.reason }, server: await getJSON('/herald/diagnose') }, null, 2);
+});
+
+function esc(s) {
+  return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+}
+
+main().catch((e) => { console.error(e); $('last-event').textContent = `Error: ${e.message}`; });

@@ -1,0 +1,379 @@
+// herald — one TCP connection of the server: HTTP/1.1 with keep-alive until a transport
+// takes it over (a WebSocket upgrade, a held long-poll). herald owns the socket and the
+// writes; transports plug in through stream_handler.
+#pragma once
+
+#include <herald/frame.hpp>
+#include <herald/http.hpp>
+
+#include <asio.hpp>
+#include <nlohmann/json.hpp>
+#include <websocketpp/frame.hpp>
+#include <websocketpp/http/request.hpp>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace herald::detail {
+
+using clock = std::chrono::steady_clock;
+
+/// What a transport installs on a connection it takes over. All calls come on the
+/// connection's strand.
+class stream_handler {
+public:
+    virtual ~stream_handler() = default;
+    /// Bytes from the peer (upgraded connections only).
+    virtual void on_read(const char* data, std::size_t n) = 0;
+    /// Everything queued so far was written: the moment to queue more (flow control).
+    virtual void on_written() {}
+    /// The hub queued frames for this connection's session (posted by session wake).
+    virtual void on_wake() {}
+    /// About once a second: heartbeats, idle timeouts, drain.
+    virtual void on_tick(clock::time_point) {}
+    /// The server drains: say goodbye (reconnect frame, 503...) and close.
+    virtual void on_drain(std::chrono::milliseconds) {}
+    /// The socket is gone. No write after this.
+    virtual void on_close() {}
+};
+
+class connection;
+
+/// The server, as a connection sees it.
+class connection_owner {
+public:
+    virtual void route(const std::shared_ptr<connection>& c, http_request&& r) = 0;
+    virtual void forget(connection* c) noexcept = 0;
+
+protected:
+    ~connection_owner() = default;
+};
+
+struct connection_limits {
+    std::size_t max_body_bytes = 64 * 1024;
+    std::chrono::milliseconds request_timeout{30000};     ///< a request must arrive whole within this
+    std::chrono::milliseconds keep_alive_timeout{75000};  ///< idle keep-alive connections close after this
+};
+
+class connection : public std::enable_shared_from_this<connection> {
+public:
+    using executor_type = asio::any_io_executor;  // the connection's strand
+
+    connection(asio::ip::tcp::socket socket, connection_owner& owner, const connection_limits& limits)
+        : socket_(std::move(socket)), owner_(owner), limits_(limits), since_(clock::now()) {
+        std::error_code ec;
+        socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+        socket_.non_blocking(true, ec);
+        auto ep = socket_.remote_endpoint(ec);
+        if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    }
+
+    ~connection() = default;
+
+    executor_type get_executor() { return socket_.get_executor(); }
+    const std::string& remote() const noexcept { return remote_; }
+    bool open() const noexcept { return mode_ != mode::closed; }
+
+    /// Starts reading requests. Call once, on the strand.
+    void start() { read(); }
+
+    // ---- writing (strand only) --------------------------------------------------------
+
+    /// Queues bytes to write (a copy is kept until written).
+    void write(std::string bytes) {
+        if (mode_ == mode::closed || bytes.empty()) return;
+        out_.emplace_back();
+        out_.back().owned = std::move(bytes);
+        flush();
+    }
+
+    /// Queues a herald frame as one WebSocket text message: a header made with websocketpp's
+    /// frame helpers, and the frame's shared text (no copy: every connection writes the same
+    /// bytes).
+    void write_websocket(frame_ptr f) {
+        if (mode_ == mode::closed) return;
+        chunk c;
+        const auto size = f->text.size();
+        websocketpp::frame::basic_header h(websocketpp::frame::opcode::text, size, true, false);
+        websocketpp::frame::extended_header e(size);
+        c.hdr[0] = static_cast<char>(h.b0);
+        c.hdr[1] = static_cast<char>(h.b1);
+        const std::size_t ext = websocketpp::frame::get_header_len(h) - websocketpp::frame::BASIC_HEADER_LENGTH;
+        for (std::size_t i = 0; i < ext; ++i) c.hdr[2 + i] = static_cast<char>(e.bytes[i]);
+        c.hdr_len = static_cast<std::uint8_t>(2 + ext);
+        c.frame = std::move(f);
+        out_.push_back(std::move(c));
+    }
+
+    /// Writes what write_websocket queued. (Separate so that a batch goes out in one write.)
+    void flush() {
+        if (writing_ || out_.empty() || mode_ == mode::closed) return;
+        inflight_.swap(out_);
+        bufs_.clear();
+        for (const chunk& c : inflight_) {
+            if (c.frame) {
+                bufs_.emplace_back(c.hdr.data(), c.hdr_len);
+                bufs_.emplace_back(c.frame->text.data(), c.frame->text.size());
+            } else {
+                bufs_.emplace_back(c.owned.data(), c.owned.size());
+            }
+        }
+        writing_ = true;
+        asio::async_write(socket_, bufs_, [self = shared_from_this()](std::error_code ec, std::size_t) {
+            self->writing_ = false;
+            self->inflight_.clear();
+            if (self->inflight_.capacity() > 256) std::vector<chunk>().swap(self->inflight_);
+            if (ec) { self->close(); return; }
+            if (!self->out_.empty()) { self->flush(); return; }
+            if (self->close_when_flushed_) { self->close(); return; }
+            if (self->handler_) self->handler_->on_written();
+        });
+    }
+
+    bool writing() const noexcept { return writing_ || !out_.empty(); }
+
+    /// Answers the request being served. Keeps the connection for the next request when
+    /// the client wants it (and `keep_alive` allows), else closes once written.
+    void respond(const http_request& req, http_response&& res, bool keep_alive = true) {
+        if (mode_ == mode::closed) return;
+        keep_alive = keep_alive && req.keep_alive() && !draining_;
+        std::string head;
+        head.reserve(160 + res.body.size());
+        head += "HTTP/1.1 ";
+        head += std::to_string(res.status);
+        head += ' ';
+        head += http_reason(res.status);
+        head += "\r\nServer: herald\r\nCache-Control: no-store\r\nContent-Type: ";
+        head += res.content_type;
+        head += "\r\nContent-Length: ";
+        head += std::to_string(res.body.size());
+        head += keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n";
+        for (const auto& [k, v] : res.headers) { head += k; head += ": "; head += v; head += "\r\n"; }
+        head += "\r\n";
+        if (req.method != "HEAD") head += res.body;
+        retire_handler();
+        write(std::move(head));
+        if (!keep_alive) { close_when_flushed_ = true; mode_ = mode::finishing; flush(); return; }
+        mode_ = mode::http;
+        since_ = clock::now();
+        // A pipelined request that came while this one was served.
+        if (!pending_.empty()) {
+            std::string p;
+            p.swap(pending_);
+            asio::post(get_executor(), [self = shared_from_this(), p = std::move(p)] { self->feed(p.data(), p.size()); });
+        }
+    }
+
+    /// Hands the connection to a transport for good (WebSocket). `replay` — the request head
+    /// as received, and anything after it — is fed to the handler first.
+    void upgrade(std::shared_ptr<stream_handler> h) {
+        handler_ = std::move(h);
+        mode_ = mode::upgraded;
+        std::string bytes = std::move(raw_);
+        bytes += pending_;
+        pending_.clear();
+        raw_.clear();
+        raw_.shrink_to_fit();
+        request_.reset();
+        if (!bytes.empty()) handler_->on_read(bytes.data(), bytes.size());
+    }
+
+    /// Keeps the request open while a transport waits to answer it (long-poll). The handler
+    /// answers later with respond(); it hears of a peer that leaves through on_close().
+    void hold(std::shared_ptr<stream_handler> h) {
+        handler_ = std::move(h);
+        mode_ = mode::held;
+    }
+
+    stream_handler* handler() const noexcept { return handler_.get(); }
+
+    /// Closes once everything queued is written.
+    void close_after_flush() {
+        if (mode_ == mode::closed) return;
+        close_when_flushed_ = true;
+        mode_ = mode::finishing;
+        if (!writing()) close();
+        else flush();
+    }
+
+    /// Closes at once (queued writes are dropped).
+    void close() {
+        if (mode_ == mode::closed) return;
+        mode_ = mode::closed;
+        std::error_code ec;
+        socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+        socket_.close(ec);
+        out_.clear();
+        if (handler_) {
+            std::shared_ptr<stream_handler> h = handler_;
+            retire_handler();
+            h->on_close();
+        }
+        owner_.forget(this);
+    }
+
+    /// Drops the handler without destroying it under its own feet (it may be the caller).
+    void retire_handler() {
+        if (handler_) asio::post(get_executor(), [h = std::move(handler_)] {});
+    }
+
+    /// Posted by the session's wake.
+    void wake() {
+        if (handler_ && mode_ != mode::closed) handler_->on_wake();
+    }
+
+    void tick(clock::time_point now) {
+        if (mode_ == mode::closed) return;
+        if (handler_) { handler_->on_tick(now); return; }
+        if (mode_ == mode::http) {
+            const bool mid_request = request_ && request_bytes_ > 0;
+            if (mid_request && now - since_ > limits_.request_timeout) {
+                http_request dummy;
+                respond(dummy, http_response::json(408, R"({"error":{"code":"timed_out","message":"request not received in time"}})"), false);
+            } else if (!mid_request && now - since_ > limits_.keep_alive_timeout) {
+                close();
+            }
+        }
+    }
+
+    void drain(std::chrono::milliseconds after) {
+        draining_ = true;
+        if (mode_ == mode::closed) return;
+        if (handler_) { handler_->on_drain(after); return; }
+        if (mode_ == mode::http && !(request_ && request_bytes_ > 0)) close();
+    }
+
+private:
+    enum class mode { http, serving, held, upgraded, finishing, closed };
+
+    struct chunk {
+        std::string owned;
+        frame_ptr frame;
+        std::array<char, 10> hdr{};
+        std::uint8_t hdr_len = 0;
+    };
+
+    // Waits for readability, then reads into one buffer per thread: an idle connection holds
+    // no read buffer.
+    void read() {
+        if (reading_ || mode_ == mode::closed || mode_ == mode::finishing) return;
+        reading_ = true;
+        socket_.async_wait(asio::ip::tcp::socket::wait_read, [self = shared_from_this()](std::error_code ec) {
+            self->reading_ = false;
+            if (ec) { self->close(); return; }
+            self->read_available();
+        });
+    }
+
+    void read_available() {
+        thread_local std::array<char, 16384> buffer;
+        for (int rounds = 0; rounds < 16 && mode_ != mode::closed; ++rounds) {
+            std::error_code ec;
+            const std::size_t n = socket_.read_some(asio::buffer(buffer), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+            if (ec) { close(); return; }
+            feed(buffer.data(), n);
+            if (n < buffer.size()) break;
+        }
+        read();
+    }
+
+    void feed(const char* data, std::size_t n) {
+        switch (mode_) {
+        case mode::upgraded:
+            handler_->on_read(data, n);
+            return;
+        case mode::serving:
+        case mode::held:
+            // Pipelined bytes wait for the answer to the current request; a peer that sends a
+            // flood instead of waiting is cut off.
+            if (pending_.size() + n > 65536) { close(); return; }
+            pending_.append(data, n);
+            return;
+        case mode::finishing:
+        case mode::closed:
+            return;
+        case mode::http:
+            break;
+        }
+        while (n > 0 && mode_ == mode::http) {
+            if (!request_) {
+                request_ = std::make_unique<websocketpp::http::parser::request>();
+                request_->set_max_body_size(limits_.max_body_bytes);
+                raw_.clear();
+                request_bytes_ = 0;
+                since_ = clock::now();
+            }
+            std::size_t used = 0;
+            try {
+                used = request_->consume(data, n);
+            } catch (const websocketpp::http::exception& e) {
+                refuse(static_cast<int>(e.m_error_code), e.what());
+                return;
+            } catch (const std::exception& e) {
+                refuse(400, e.what());
+                return;
+            }
+            if (raw_.size() + used <= 16384 + limits_.max_body_bytes) raw_.append(data, used);
+            request_bytes_ += used;
+            data += used;
+            n -= used;
+            if (request_->ready()) {
+                http_request r = make_request(*request_);
+                pending_.assign(data, n);
+                n = 0;
+                mode_ = mode::serving;
+                auto keep = std::move(request_);
+                owner_.route(shared_from_this(), std::move(r));
+            } else if (used == 0) {
+                break;
+            }
+        }
+    }
+
+    void refuse(int status, const std::string& why) {
+        if (status < 400 || status > 599) status = 400;
+        http_request dummy;
+        std::string body = R"({"error":{"code":"malformed_request","message":)" +
+                           nlohmann::json(why).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "}}";
+        mode_ = mode::serving;
+        respond(dummy, http_response::json(status, std::move(body)), false);
+    }
+
+    http_request make_request(websocketpp::http::parser::request& p) {
+        http_request r;
+        r.method = p.get_method();
+        r.target = p.get_uri();
+        r.version = p.get_version();
+        r.remote = remote_;
+        for (const auto& [k, v] : p.get_headers()) r.headers.emplace_back(k, v);
+        r.body = p.get_body();
+        return r;
+    }
+
+    asio::ip::tcp::socket socket_;
+    connection_owner& owner_;
+    const connection_limits& limits_;
+    std::string remote_;
+
+    mode mode_ = mode::http;
+    bool reading_ = false, writing_ = false, close_when_flushed_ = false, draining_ = false;
+    clock::time_point since_;
+
+    std::unique_ptr<websocketpp::http::parser::request> request_;
+    std::size_t request_bytes_ = 0;
+    std::string raw_;      // the current request as received (for the WebSocket handshake)
+    std::string pending_;  // bytes after the current request
+
+    std::shared_ptr<stream_handler> handler_;
+    std::vector<chunk> out_, inflight_;
+    std::vector<asio::const_buffer> bufs_;
+};
+
+} // namespace herald::detail

@@ -1,0 +1,85 @@
+// herald — the HTTP requests and responses that the server and its handlers exchange.
+#pragma once
+
+#include <herald/authorizer.hpp>
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace herald {
+
+/// An HTTP/1.1 request as herald's server read it: request_info (method, target, headers,
+/// cookies, peer) plus the body.
+struct http_request : request_info {
+    std::string version = "HTTP/1.1";
+    std::string body;
+
+    /// The target without its query string.
+    std::string_view path() const noexcept {
+        std::string_view t = target;
+        return t.substr(0, t.find('?'));
+    }
+    /// Whether the client asked to keep the connection open after the response.
+    bool keep_alive() const noexcept {
+        std::string_view c = header("connection");
+        auto has = [&](std::string_view token) {
+            for (std::size_t i = 0; i + token.size() <= c.size(); ++i) {
+                bool eq = true;
+                for (std::size_t k = 0; k < token.size() && eq; ++k)
+                    eq = (c[i + k] | 0x20) == token[k];
+                if (eq) return true;
+            }
+            return false;
+        };
+        if (version == "HTTP/1.0") return has("keep-alive");
+        return !has("close");
+    }
+};
+
+/// A response to write. `content_type` defaults to JSON, the usual answer of herald's endpoints.
+struct http_response {
+    int status = 200;
+    std::string content_type = "application/json";
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+
+    static http_response json(int status, std::string body) {
+        http_response r;
+        r.status = status;
+        r.body = std::move(body);
+        return r;
+    }
+    static http_response text(int status, std::string body) {
+        http_response r;
+        r.status = status;
+        r.content_type = "text/plain; charset=utf-8";
+        r.body = std::move(body);
+        return r;
+    }
+};
+
+inline const char* http_reason(int status) noexcept {
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    }
+    return "Unknown";
+}
+
+} // namespace herald

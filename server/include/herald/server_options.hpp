@@ -1,0 +1,45 @@
+// herald — options of herald::basic_server.
+#pragma once
+
+#include <herald/options.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace herald {
+
+struct server_options {
+    /// Where to listen. Port 0 picks a free port (see basic_server::port()).
+    std::string address = "127.0.0.1";
+    std::uint16_t port = 8080;
+    /// I/O threads when the server runs its own io_context (ignored with the caller's).
+    unsigned threads = 1;
+
+    /// Origins allowed to open WebSockets and send polls, as `scheme://host[:port]`, or "*" for
+    /// any. Empty (the default): only the server's own origin — the `Origin` must name the
+    /// same host and port as the request's `Host`. Requests without `Origin` (non-browser
+    /// clients) are allowed. A refused origin gets 403 before any upgrade.
+    std::vector<std::string> allowed_origins;
+
+    /// The server sends `ping` after this much quiet; a client silent for twice as long is
+    /// closed (4000). Clients learn the value from `welcome` and `/herald/info`.
+    std::chrono::milliseconds heartbeat{25000};
+
+    /// On drain, each client is told to reconnect after a random delay in [0, drain_spread],
+    /// so that a restart does not bring every client back in the same instant.
+    std::chrono::milliseconds drain_spread{5000};
+    /// How long stop() waits for clients to leave before closing what remains.
+    std::chrono::milliseconds drain_timeout{10000};
+
+    /// Largest HTTP request body (long-poll, publish) and largest inbound WebSocket message.
+    std::size_t max_request_bytes = 64 * 1024;
+
+    /// Name of this server in `welcome`, `/herald/info` and logs (default: address:port).
+    std::string server_id;
+
+    hub_options hub;
+};
+
+} // namespace herald

@@ -1,0 +1,127 @@
+// Starts herald-test-server for a test and talks to it: shared by the protocol and browser tests.
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+
+const require = createRequire(new URL('../js/package.json', import.meta.url));
+export const WebSocket = require('ws');
+
+export const serverBinary = process.env.HERALD_TEST_SERVER;
+if (!serverBinary) throw new Error('HERALD_TEST_SERVER must name the herald-test-server binary');
+
+/** Starts a server with the given flags; resolves once it listens. */
+export async function startServer(args = [], binary = serverBinary) {
+  const child = spawn(binary, ['--port', '0', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error('server did not start in 10 s')), 10000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /port (\d+)/.exec(out);
+      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+    });
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}`)); });
+  });
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  return {
+    port,
+    child,
+    url: `http://127.0.0.1:${port}`,
+    ws: `ws://127.0.0.1:${port}/herald/ws`,
+    exited,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const t = setTimeout(() => child.kill('SIGKILL'), 15000);
+      const r = await exited;
+      clearTimeout(t);
+      return r;
+    },
+  };
+}
+
+export async function publish(server, channel, data, n = 1) {
+  const res = await fetch(`${server.url}/test/publish?channel=${channel}&n=${n}`, {
+    method: 'POST', body: data === undefined ? '' : JSON.stringify(data),
+  });
+  if (!res.ok) throw new Error(`publish: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+/** A WebSocket client that records frames, with waits on them. */
+export function client(url, { protocols = ['herald.v1'], headers = {}, origin } = {}) {
+  const ws = new WebSocket(url, protocols, { headers, origin });
+  const frames = [];
+  const waiters = [];
+  let closed = null;
+  ws.on('message', (data, isBinary) => {
+    const f = isBinary ? { binary: data } : JSON.parse(data.toString());
+    frames.push(f);
+    if (f.type === 'ping') ws.send(JSON.stringify({ type: 'pong' }));
+    check();
+  });
+  ws.on('close', (code, reason) => { closed = { code, reason: reason.toString() }; check(); });
+  ws.on('error', () => {});
+  function check() {
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const w = waiters[i];
+      const r = w.test();
+      if (r) { waiters.splice(i, 1); clearTimeout(w.timer); w.resolve(r); }
+    }
+  }
+  function until(test, ms = 5000, what = 'condition') {
+    const r = test();
+    if (r) return Promise.resolve(r);
+    return new Promise((resolve, reject) => {
+      const w = { test, resolve };
+      w.timer = setTimeout(() => {
+        waiters.splice(waiters.indexOf(w), 1);
+        reject(new Error(`timed out waiting for ${what}; frames: ${JSON.stringify(frames.slice(-5))}; closed: ${JSON.stringify(closed)}`));
+      }, ms);
+      waiters.push(w);
+    });
+  }
+  return {
+    ws,
+    frames,
+    get closed() { return closed; },
+    send: (obj) => ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj)),
+    open: () => new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('unexpected-response', (req, res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })));
+      ws.once('error', reject);
+    }),
+    frame: (pred, ms, what) => until(() => frames.find(pred), ms, what),
+    messages: (channel) => frames.filter((f) => f.type === 'message' && f.channel === channel),
+    untilMessages: (channel, n, ms = 5000) => until(() => {
+      const m = frames.filter((f) => f.type === 'message' && f.channel === channel);
+      return m.length >= n ? m : null;
+    }, ms, `${n} messages on ${channel}`),
+    untilClosed: (ms = 5000) => until(() => closed, ms, 'close'),
+    close: () => ws.close(),
+  };
+}
+
+/** Raw TCP: sends bytes, collects the answer. */
+export function raw(port) {
+  const sock = net.connect(port, '127.0.0.1');
+  let data = Buffer.alloc(0);
+  sock.on('data', (d) => { data = Buffer.concat([data, d]); });
+  const ended = new Promise((resolve) => sock.on('close', resolve));
+  sock.on('error', () => {});
+  return {
+    sock,
+    ended,
+    get data() { return data; },
+    write: (b) => sock.write(b),
+    async until(pred, ms = 5000) {
+      const t0 = Date.now();
+      while (!pred(data)) {
+        if (Date.now() - t0 > ms) throw new Error(`raw: timed out; got ${JSON.stringify(data.toString('latin1').slice(0, 300))}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      return data;
+    },
+  };
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

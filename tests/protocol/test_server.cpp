@@ -1,0 +1,106 @@
+// A herald server for the protocol and browser tests: the WebSocket transport (and long-poll
+// when built with it), knobs on the command line, and test-only HTTP endpoints to publish.
+//   herald-test-server --port 0 [--heartbeat-ms N] [--max-bytes N] [--queue N] [--history N]
+// Prints "port N" on its first line. SIGTERM drains (reconnect frames), then exits.
+#include <herald/server.hpp>
+#include <herald/transport/websocket.hpp>
+#if __has_include(<herald/transport/longpoll.hpp>)
+#include <herald/transport/longpoll.hpp>
+#define HERALD_TEST_LONGPOLL 1
+#endif
+
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <iostream>
+
+#ifdef HERALD_TEST_LONGPOLL
+using server_type = herald::basic_server<herald::transport::websocket, herald::transport::longpoll>;
+#else
+using server_type = herald::basic_server<herald::transport::websocket>;
+#endif
+
+int main(int argc, char** argv) {
+    CLI::App app{"herald test server"};
+    herald::server_options opts;
+    opts.port = 0;
+    long heartbeat_ms = 25000, drain_spread_ms = 1000, drain_timeout_ms = 3000;
+    bool websocket = true, longpoll = true;
+    std::vector<std::string> origins;
+    app.add_option("--port", opts.port);
+    app.add_option("--heartbeat-ms", heartbeat_ms);
+    app.add_option("--max-bytes", opts.max_request_bytes);
+    app.add_option("--queue", opts.hub.session.max_queued_messages);
+    app.add_option("--history", opts.hub.history.max_messages);
+    app.add_option("--drain-spread-ms", drain_spread_ms);
+    app.add_option("--drain-timeout-ms", drain_timeout_ms);
+    app.add_option("--origin", origins, "allowed origin (repeatable)");
+    app.add_flag("!--no-websocket", websocket);
+    app.add_flag("!--no-longpoll", longpoll);
+    CLI11_PARSE(app, argc, argv);
+    opts.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+    opts.drain_spread = std::chrono::milliseconds(drain_spread_ms);
+    opts.drain_timeout = std::chrono::milliseconds(drain_timeout_ms);
+    opts.allowed_origins = origins;
+
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+    server_type server(opts);
+    server.options_of<herald::transport::websocket>().enabled = websocket;
+#ifdef HERALD_TEST_LONGPOLL
+    server.options_of<herald::transport::longpoll>().enabled = longpoll;
+#endif
+    // Who: the `user` query parameter or cookie; "nobody" is refused (401).
+    herald::rule_authorizer auth([](const herald::request_info& r) -> std::optional<herald::principal> {
+        std::string u(r.query("user"));
+        if (u.empty()) u = std::string(r.cookie("user"));
+        if (u == "nobody") return std::nullopt;
+        return herald::principal{u};
+    });
+    auth.allow(herald::action::subscribe, "public.**")
+        .allow(herald::action::subscribe, "user.{principal}.**")
+        .allow(herald::action::publish, "public.chat");
+    server.set_authorizer(auth);
+
+    // POST /test/publish?channel=C[&n=N]: publishes the body N times (default once).
+    server.handle("/test/publish", [&](const herald::http_request& r) {
+        const std::string channel(r.query("channel"));
+        const std::string n_text(r.query("n"));
+        const int n = n_text.empty() ? 1 : std::stoi(n_text);
+        herald::position last;
+        for (int i = 0; i < n; ++i) {
+            std::error_code ec;
+            last = server.publish(channel, r.body.empty() ? std::string("{\"i\":") + std::to_string(i) + "}" : r.body, ec);
+            if (ec) return herald::http_response::json(400, nlohmann::json({{"error", herald::to_wire(ec)}}).dump());
+        }
+        return herald::http_response::json(200, nlohmann::json({{"epoch", last.epoch}, {"offset", last.offset}}).dump());
+    });
+    server.handle("/test/stats", [&](const herald::http_request&) {
+        auto s = server.hub().stats();
+        return herald::http_response::json(200, nlohmann::json({{"sessions", s.sessions}, {"slow_consumers", s.slow_consumers},
+                                                                 {"connections", server.connection_count()}}).dump());
+    });
+    server.handle("*", [](const herald::http_request&) {
+        herald::http_response r;
+        r.content_type = "text/html; charset=utf-8";
+        r.body = "<!doctype html><title>herald test</title><p>herald test server</p>";
+        return r;
+    });
+
+    std::error_code ec;
+    server.start(ec);
+    if (ec) {
+        std::cerr << "start: " << ec.message() << '\n';
+        return 1;
+    }
+    std::cout << "port " << server.port() << std::endl;
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    server.stop();
+    std::cout << "stopped" << std::endl;
+    return 0;
+}
