@@ -121,7 +121,7 @@ TEST_CASE("concurrency: resume under load across slow-consumer disconnects loses
     herald::hub hub(opts);
     herald::transport::inmemory mem(hub);
     auto c = mem.connect();
-    c.subscribe("load");
+    c.subscribe("load", hub.head("load"));  // a known starting point, as a page that loaded its state has
     std::atomic<bool> done{false};
     std::thread publisher([&] {
         for (int i = 0; i < messages; ++i) hub.publish("load", "1");

@@ -250,6 +250,22 @@ TEST_CASE("contract: a slow consumer is capped, disconnected with its own reason
     CHECK_FALSE(slow.closed());
 }
 
+TEST_CASE("contract: a client cut off before its subscribe was answered is told to resync, never left with a gap") {
+    herald::hub_options opts;
+    opts.session.max_queued_messages = 4;
+    herald::hub hub(opts);
+    herald::transport::inmemory mem(hub);
+    auto c = mem.connect();
+    c.subscribe("c");  // `subscribed` is queued, then dropped with the queue when it overflows
+    for (int i = 0; i < 10; ++i) hub.publish("c", "1");
+    REQUIRE(c.close_reason() == herald::error::slow_consumer);
+    REQUIRE_FALSE(c.reconnect());
+    auto r = drain(c);
+    REQUIRE(r.last_of(frame_type::subscribed));
+    CHECK_FALSE(r.last_of(frame_type::subscribed)->recovered);
+    CHECK(c.cursor("c")->offset == 10);
+}
+
 TEST_CASE("contract: the byte cap counts as well as the message cap") {
     herald::hub_options opts;
     opts.session.max_queued_bytes = 4096;

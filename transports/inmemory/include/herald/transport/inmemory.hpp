@@ -161,8 +161,10 @@ public:
         open();
         std::error_code first;
         for (auto& [channel, c] : cursors_) {
-            std::optional<position> since;
-            if (c.known) since = c.pos;
+            // A channel whose `subscribed` answer never arrived has no cursor: what came before
+            // the disconnect is unknown, so ask with a position no stream has, which the hub
+            // answers with recovered:false (resync), never with a silent gap.
+            position since = c.known ? c.pos : position{};
             if (auto ec = hub_->subscribe(session_, channel, since); ec && !first) first = ec;
         }
         return first;
