@@ -1,10 +1,9 @@
 // herald's CMS demo: editors see project changes, comments and their own notifications live.
-//   herald-cms-demo [--port 8080] [--address 127.0.0.1] [--interval-ms 1500] [--no-websocket]
+//   herald-cms-demo [--port 8080] [--address 127.0.0.1] [--interval-ms 1500] [--no-websocket] [--no-longpoll]
 // Open http://127.0.0.1:8080/, pick a user; open a second window as the other user.
 #include "cms.hpp"
 
-#include <herald/server.hpp>
-#include <herald/transport/websocket.hpp>
+#include <herald/servers.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -21,7 +20,7 @@
 
 namespace {
 
-using server_type = herald::basic_server<herald::transport::websocket>;
+using server_type = herald::server;  // WebSocket + long-poll on one port
 
 std::string read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -52,14 +51,15 @@ int main(int argc, char** argv) {
     herald::server_options opts;
     opts.port = 8080;
     int interval_ms = 1500;
-    bool websocket = true;
+    bool websocket = true, longpoll = true;
     std::string assets = HERALD_DEMO_ASSETS;
     app.add_option("--address", opts.address, "address to listen on");
     app.add_option("--port", opts.port, "port (0: any free port, printed at start)");
     app.add_option("--interval-ms", interval_ms, "simulated editors act this often (0: never)");
     app.add_option("--heartbeat-ms", [&](const CLI::results_t& v) { opts.heartbeat = std::chrono::milliseconds(std::stol(v[0])); return true; },
                    "heartbeat interval");
-    app.add_flag("!--no-websocket", websocket, "switch the WebSocket transport off");
+    app.add_flag("!--no-websocket", websocket, "switch the WebSocket transport off (clients use long-poll)");
+    app.add_flag("!--no-longpoll", longpoll, "switch the long-poll transport off");
     app.add_option("--assets", assets, "directory of the page's files");
     CLI11_PARSE(app, argc, argv);
 
@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
 
     server_type server(opts);
     server.options_of<herald::transport::websocket>().enabled = websocket;
+    server.options_of<herald::transport::longpoll>().enabled = longpoll;
 
     // Who is who: the CMS's login cookie. Editors follow the projects and their own
     // notifications, nobody else's.
@@ -161,6 +162,7 @@ int main(int argc, char** argv) {
     }
     std::cout << "herald CMS demo on http://" << opts.address << ':' << server.port() << "/  (transports:";
     if (websocket) std::cout << " websocket";
+    if (longpoll) std::cout << " long-poll";
     std::cout << "; Ctrl-C stops)" << std::endl;
 
     std::atomic<bool> running{true};

@@ -1,0 +1,20 @@
+// herald — the usual servers: basic_server with the common pairings of transports.
+#pragma once
+
+#include <herald/server.hpp>
+#include <herald/transport/longpoll.hpp>
+#include <herald/transport/websocket.hpp>
+
+namespace herald {
+
+/// WebSocket first, long-poll beside it on the same port: what a CMS usually wants. Each
+/// transport can be switched off at run time (`options_of<transport::websocket>().enabled`).
+using server = basic_server<transport::websocket, transport::longpoll>;
+
+/// Only WebSocket.
+using websocket_server = basic_server<transport::websocket>;
+
+/// Only long-poll (e.g. behind infrastructure known to break WebSockets).
+using longpoll_server = basic_server<transport::longpoll>;
+
+} // namespace herald

@@ -1,0 +1,131 @@
+// herald.v1 over long-poll HTTP against the real server: held polls, resume by cursor,
+// every bad input and its answer, publish, the enabled flags, and drain.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, publish, sleep } from './harness.mjs';
+
+let server;
+before(async () => { server = await startServer(['--history', '1000', '--max-bytes', '4096']); });
+after(async () => { assert.equal((await server.stop()).code, 0); });
+
+async function poll(body, { user, origin, raw } = {}) {
+  const headers = { 'Content-Type': 'text/plain' };
+  if (origin) headers.Origin = origin;
+  const res = await fetch(`${server.url}/herald/poll${user ? `?user=${user}` : ''}`, {
+    method: 'POST', headers, body: raw ?? JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
+}
+
+test('a new channel is answered at once with subscribed at the head', async () => {
+  await publish(server, 'public.lp.a', { n: 1 });
+  const r = await poll({ channels: { 'public.lp.a': null } });
+  assert.equal(r.status, 200);
+  assert.equal(r.body.frames.length, 1);
+  const [sub] = r.body.frames;
+  assert.equal(sub.type, 'subscribed');
+  assert.equal(sub.offset, 1);
+  assert.equal(sub.recovered, true);
+});
+
+test('a poll at the head is held until a message arrives, then answered at once', async () => {
+  const head = await publish(server, 'public.lp.b', { n: 0 });
+  const t0 = Date.now();
+  const pending = poll({ channels: { 'public.lp.b': { epoch: head.epoch, offset: head.offset } } });
+  await sleep(300);
+  await publish(server, 'public.lp.b', { n: 1 });
+  const r = await pending;
+  const elapsed = Date.now() - t0;
+  assert.ok(elapsed >= 300 && elapsed < 1500, `held, then answered promptly (${elapsed} ms)`);
+  assert.deepEqual(r.body.frames.map((f) => [f.type, f.offset, f.data]), [['message', head.offset + 1, { n: 1 }]]);
+});
+
+test('a quiet poll ends after its timeout with no frames', async () => {
+  const head = await publish(server, 'public.lp.c', {});
+  const t0 = Date.now();
+  const r = await poll({ channels: { 'public.lp.c': head }, timeout: 300 });
+  assert.equal(r.status, 200);
+  assert.deepEqual(r.body.frames, []);
+  assert.ok(Date.now() - t0 < 2500);
+});
+
+test('resume: messages after the cursor come at once, in order, with no gap', async () => {
+  const first = await publish(server, 'public.lp.d', {});
+  await publish(server, 'public.lp.d', undefined, 20);
+  const r = await poll({ channels: { 'public.lp.d': first } });
+  assert.deepEqual(r.body.frames.map((f) => f.offset), Array.from({ length: 20 }, (_, i) => first.offset + i + 1));
+  assert.ok(r.body.frames.every((f) => f.type === 'message'), 'a resume that worked sends no `subscribed`');
+});
+
+test('a cursor from a lost history (other epoch) gets subscribed with recovered:false', async () => {
+  await publish(server, 'public.lp.e', {});
+  const r = await poll({ channels: { 'public.lp.e': { epoch: 'old', offset: 9 } } });
+  assert.deepEqual(r.body.frames.map((f) => [f.type, f.recovered]), [['subscribed', false]]);
+});
+
+test('a forbidden channel gets an error frame; the other channels are served in the same poll', async () => {
+  const r = await poll({ channels: { 'user.bob.x': null, 'user.alice.x': null } }, { user: 'alice' });
+  const err = r.body.frames.find((f) => f.type === 'error');
+  assert.deepEqual([err.code, err.channel], ['forbidden', 'user.bob.x']);
+  assert.ok(r.body.frames.some((f) => f.type === 'subscribed' && f.channel === 'user.alice.x'));
+});
+
+test('bad input: each gets its status and a readable error, and the server goes on', async () => {
+  assert.equal((await poll(null, { raw: '{oops' })).status, 400);
+  assert.equal((await poll(null, { raw: '[]' })).status, 400);
+  assert.equal((await poll({ nochannels: true })).status, 400);
+  assert.equal((await poll({ channels: {}, timeout: -5 })).status, 400);
+  const bad = await poll({ channels: { 'bad name': null, 'public.ok': { epoch: 1 } } });
+  assert.deepEqual(bad.body.frames.map((f) => f.code), ['invalid_channel', 'malformed_frame']);
+  const tooMany = {};
+  for (let i = 0; i < 65; i++) tooMany[`public.c${i}`] = null;
+  assert.equal((await poll({ channels: tooMany })).status, 400);
+  assert.equal((await poll(null, { raw: JSON.stringify({ channels: { 'public.x': null }, pad: 'x'.repeat(5000) }) })).status, 413);
+  assert.equal((await poll({ channels: {} }, { origin: 'http://evil.example' })).status, 403);
+  assert.equal((await poll({ channels: {} }, { user: 'nobody' })).status, 401);
+  assert.equal((await fetch(`${server.url}/herald/poll`)).status, 405);
+  const ok = await poll({ channels: { 'public.lp.after': null } });
+  assert.equal(ok.status, 200);
+});
+
+test('publish over HTTP: published with the position, or forbidden', async () => {
+  const res = await fetch(`${server.url}/herald/publish?user=alice`, { method: 'POST', body: JSON.stringify({ channel: 'public.chat', data: { t: 1 }, id: 4 }) });
+  assert.equal(res.status, 200);
+  const [ack] = (await res.json()).frames;
+  assert.deepEqual([ack.type, ack.channel, ack.id], ['published', 'public.chat', 4]);
+  const denied = await fetch(`${server.url}/herald/publish`, { method: 'POST', body: JSON.stringify({ channel: 'public.other', data: 1 }) });
+  assert.equal(denied.status, 403);
+  const invalid = await fetch(`${server.url}/herald/publish`, { method: 'POST', body: JSON.stringify({ channel: 'public.chat' }) });
+  assert.equal(invalid.status, 400);
+});
+
+test('the flags: with WebSocket off, info lists only long-poll and polls still work', async () => {
+  const lp = await startServer(['--no-websocket']);
+  try {
+    const info = await (await fetch(`${lp.url}/herald/info`)).json();
+    assert.deepEqual(info.transports, ['longpoll']);
+    const res = await fetch(`${lp.url}/herald/poll`, { method: 'POST', body: JSON.stringify({ channels: { 'public.a': null } }) });
+    assert.equal(res.status, 200);
+  } finally { await lp.stop(); }
+  const ws = await startServer(['--no-longpoll']);
+  try {
+    const info = await (await fetch(`${ws.url}/herald/info`)).json();
+    assert.deepEqual(info.transports, ['websocket']);
+  } finally { await ws.stop(); }
+});
+
+test('drain: a held poll is answered 503 with a reconnect frame; new polls are refused until exit', async () => {
+  const s = await startServer(['--drain-spread-ms', '500']);
+  const head = await (await fetch(`${s.url}/test/publish?channel=public.d`, { method: 'POST', body: '{}' })).json();
+  const pending = fetch(`${s.url}/herald/poll`, { method: 'POST', body: JSON.stringify({ channels: { 'public.d': head } }) });
+  await sleep(200);
+  s.child.kill('SIGTERM');
+  const res = await pending;
+  assert.equal(res.status, 503);
+  const [f] = (await res.json()).frames;
+  assert.equal(f.type, 'reconnect');
+  assert.ok(f.after >= 0 && f.after <= 500);
+  assert.ok(res.headers.get('retry-after'));
+  assert.equal((await s.exited).code, 0);
+});
