@@ -11,14 +11,15 @@ if (!serverBinary) throw new Error('HERALD_TEST_SERVER must name the herald-test
 
 /** Starts a server with the given flags; resolves once it listens. */
 export async function startServer(args = [], binary = serverBinary) {
-  const child = spawn(binary, ['--port', '0', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const portArgs = args.includes('--port') ? [] : ['--port', '0'];
+  const child = spawn(binary, [...portArgs, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error('server did not start in 10 s')), 10000);
     child.stdout.on('data', (d) => {
       out += d;
-      const m = /port (\d+)/.exec(out);
-      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+      const m = /port (\d+)|127\.0\.0\.1:(\d+)\//.exec(out);
+      if (m) { clearTimeout(timer); resolve(Number(m[1] || m[2])); }
     });
     child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}`)); });
   });
@@ -45,6 +46,34 @@ export async function publish(server, channel, data, n = 1) {
   });
   if (!res.ok) throw new Error(`publish: ${res.status} ${await res.text()}`);
   return res.json();
+}
+
+/** A TCP proxy on loopback that the test can cut (every socket dropped, new ones refused) and
+ *  restore: a network blip between a browser and herald, without restarting the server. */
+export async function tcpProxy(targetPort) {
+  const sockets = new Set();
+  let server = null;
+  let port = 0;
+  const listen = () => new Promise((resolve) => {
+    server = net.createServer((client) => {
+      const upstream = net.connect(targetPort, '127.0.0.1');
+      for (const s of [client, upstream]) { sockets.add(s); s.on('close', () => sockets.delete(s)); s.on('error', () => {}); }
+      client.pipe(upstream).pipe(client);
+    });
+    server.listen(port, '127.0.0.1', () => { port = server.address().port; resolve(); });
+  });
+  await listen();
+  return {
+    get port() { return port; },
+    get url() { return `http://127.0.0.1:${port}`; },
+    async cut() {
+      const closed = new Promise((r) => server.close(r));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+    async restore() { await listen(); },
+    async close() { await this.cut(); },
+  };
 }
 
 /** A WebSocket client that records frames, with waits on them. */

@@ -1,0 +1,156 @@
+// The CMS demo in headless Chromium, as an editor sees it: live updates, a network blip, a
+// server restart, WebSocket switched off, and a screenshot checked pixel by pixel.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { startServer, tcpProxy, sleep } from '../protocol/harness.mjs';
+import { decodePng, countPixels } from './png.mjs';
+
+const require = createRequire(new URL('../js/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+
+const demoBinary = process.env.HERALD_DEMO;
+const artifacts = process.env.HERALD_ARTIFACTS || '.';
+let browser;
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
+           '--no-first-run', '--disable-component-update', '--disable-sync'],
+  });
+});
+after(async () => { await browser?.close(); });
+
+const demo = (args = []) => startServer(['--interval-ms', '0', '--heartbeat-ms', '2000', ...args], demoBinary);
+
+async function freePort() {
+  const s = net.createServer();
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** Opens the demo as `user` at `base`; returns the page and what its console said. */
+async function open(base, user = 'alice') {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const console = [];
+  page.on('console', (m) => console.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => console.push(`pageerror: ${e.message}`));
+  await page.goto(`${base}/login?user=${user}`);
+  await page.waitForFunction(() => window.demo?.state === 'open', null, { timeout: 10000 });
+  return { page, context, console };
+}
+
+/** Another editor's change, made through the CMS's API on `base`. */
+async function setStatus(base, project, item, status, user = 'bob') {
+  const res = await fetch(`${base}/api/status`, {
+    method: 'POST', headers: { Cookie: `cms_user=${user}` }, body: JSON.stringify({ project, item, status }),
+  });
+  assert.equal(res.status, 200);
+}
+
+const statusOf = (page, project, item) => page.$eval(`#item-${project}-${item} .status`, (e) => e.textContent);
+
+test('a change published on the server shows on the page within 1 s', async () => {
+  const server = await demo();
+  const { page, context } = await open(server.url);
+  try {
+    assert.equal(await page.evaluate(() => window.demo.transport), 'websocket');
+    const next = (await statusOf(page, 1, 2)) === 'approved' ? 'published' : 'approved';
+    const t0 = Date.now();
+    await setStatus(server.url, 1, 2, next);
+    await page.waitForFunction(([s]) => document.querySelector('#item-1-2 .status')?.textContent === s, [next], { timeout: 1000 });
+    const ms = Date.now() - t0;
+    // bob's edit notifies alice: her own channel, which bob's page does not follow.
+    await page.waitForFunction(() => document.querySelector('#notifications li')?.textContent.includes('bob set'), null, { timeout: 1000 });
+    console.log(`# publish → page: ${ms} ms`);
+  } finally {
+    await context.close();
+    await server.stop();
+  }
+});
+
+test('a network blip: the page reconnects by itself and shows what it missed, without a resync', async () => {
+  const server = await demo();
+  const proxy = await tcpProxy(server.port);
+  const { page, context } = await open(proxy.url);
+  try {
+    await proxy.cut();
+    await page.waitForFunction(() => window.demo.state !== 'open', null, { timeout: 10000 });
+    const statuses = ['draft', 'in review', 'approved'];
+    for (const [i, s] of statuses.entries()) await setStatus(server.url, 3, i + 1, s);
+    await sleep(300);
+    await proxy.restore();
+    await page.waitForFunction(() => window.demo.state === 'open', null, { timeout: 15000 });
+    for (const [i, s] of statuses.entries())
+      await page.waitForFunction(([id, st]) => document.querySelector(`#item-3-${id} .status`)?.textContent === st, [i + 1, s], { timeout: 3000 });
+    assert.equal(await page.evaluate(() => window.demo.resyncs), 0, 'resumed from the cursor (same epoch), not resynced');
+  } finally {
+    await context.close();
+    await proxy.close();
+    await server.stop();
+  }
+});
+
+test('a server restart: the page reconnects by itself and resyncs (new epoch)', async () => {
+  const port = await freePort();
+  let server = await demo(['--port', String(port)]);
+  const { page, context } = await open(server.url);
+  try {
+    const { code } = await server.stop();  // drains: the page is told to come back later
+    assert.equal(code, 0);
+    server = await demo(['--port', String(port)]);
+    await page.waitForFunction(() => window.demo.state === 'open' && window.demo.resyncs > 0, null, { timeout: 20000 });
+    await setStatus(server.url, 2, 1, 'in review');
+    await page.waitForFunction(() => document.querySelector('#item-2-1 .status')?.textContent === 'in review', null, { timeout: 2000 });
+  } finally {
+    await context.close();
+    await server.stop();
+  }
+});
+
+test('WebSocket switched off: the page goes straight to long-poll, with no WebSocket error anywhere', async () => {
+  const server = await demo(['--no-websocket']);
+  const { page, context, console: logs } = await open(server.url);
+  try {
+    assert.equal(await page.evaluate(() => window.demo.transport), 'longpoll');
+    await setStatus(server.url, 1, 1, 'approved');
+    await page.waitForFunction(() => document.querySelector('#item-1-1 .status')?.textContent === 'approved', null, { timeout: 1500 });
+    assert.match(await page.textContent('#connection-text'), /Long-poll/);
+    assert.deepEqual(logs.filter((l) => /websocket|ws:\/\//i.test(l)), []);
+  } finally {
+    await context.close();
+    await server.stop();
+  }
+});
+
+test('the screenshot shows the demo: three projects, notifications, and a green "Live" indicator', async () => {
+  const server = await demo();
+  const { page, context } = await open(server.url);
+  try {
+    await setStatus(server.url, 1, 3, 'published');
+    await page.waitForFunction(() => document.querySelectorAll('#notifications li').length > 0, null, { timeout: 2000 });
+    const file = path.join(artifacts, 'cms-demo.png');
+    await page.screenshot({ path: file });
+    const shot = decodePng(fs.readFileSync(file));
+    assert.deepEqual([shot.width, shot.height], [1280, 800]);
+    // The page is not blank: a good part of it is neither background nor white.
+    const ink = countPixels(shot, ([r, g, b]) => r < 120 && g < 120 && b < 140);
+    assert.ok(ink > 5000, `text on the page (${ink} dark pixels)`);
+    // The connection pill: its dot is green (#1fa855) once live.
+    const pill = decodePng(await page.locator('#connection').screenshot());
+    const green = countPixels(pill, ([r, g, b]) => g > 140 && r < 80 && b < 120);
+    assert.ok(green >= 20, `green dot in the indicator (${green} px)`);
+    assert.match(await page.textContent('#connection-text'), /^Live · WebSocket$/);
+    assert.equal(await page.locator('.project').count(), 3);
+  } finally {
+    await context.close();
+    await server.stop();
+  }
+});
