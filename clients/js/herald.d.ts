@@ -75,7 +75,7 @@ export interface SubscribeOptions {
 
 export interface Subscription {
   readonly channel: string;
-  /** The channel's cursor: the last message delivered (or the head subscribed at); null before the first answer. */
+  /** The channel's cursor: the last message delivered (or the head subscribed at); null until the server answered. */
   readonly cursor: Cursor | null;
   /** Stops this handler; the channel is left when its last subscription goes. Idempotent. */
   unsubscribe(): void;

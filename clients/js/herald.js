@@ -29,6 +29,8 @@ const CHANNEL = /^[A-Za-z0-9_:-]+(?:\.[A-Za-z0-9_:-]+)*$/;
 const HEARTBEAT_SLACK = 5000;
 // The server answers a held poll within its `timeout`; this much later, the answer is lost.
 const POLL_SLACK = 10000;
+// A position no history stream has: resuming from it is answered with recovered:false.
+const UNKNOWN = Object.freeze({ epoch: '', offset: 0 });
 
 const DEFAULTS = {
   transports: TRANSPORTS,
@@ -60,7 +62,8 @@ export function connect(options = {}) {
 
 class Client {
   #o;
-  #channels = new Map(); // name -> { cursor: {epoch, offset} | null, subs: Map(subscription -> handler) }
+  // name -> { cursor: {epoch, offset} | null, subs: Map(subscription -> handler), asked: bool }
+  #channels = new Map();
   #listeners = new Map(EVENTS.map((e) => [e, new Set()]));
   #state = 'connecting';
   #active = null;     // the transport in use, or the one being opened
@@ -101,12 +104,12 @@ class Client {
     let ch = this.#channels.get(channel);
     const added = !ch;
     if (added) {
-      ch = { cursor, subs: new Map() };
+      ch = { cursor, subs: new Map(), asked: false };
       this.#channels.set(channel, ch);
     }
     const sub = {
       channel,
-      get cursor() { return ch.cursor && { ...ch.cursor }; },
+      get cursor() { return ch.cursor?.epoch ? { ...ch.cursor } : null; },
       unsubscribe: () => {
         if (!ch.subs.delete(sub) || ch.subs.size || this.#channels.get(channel) !== ch) return;
         this.#channels.delete(channel);
@@ -115,7 +118,10 @@ class Client {
     };
     ch.subs.set(sub, handler);
     // Later subscriptions to a followed channel share its cursor; their `since` is not used.
-    if (added && !this.#closed) this.#active?.subscribe(channel, ch.cursor);
+    if (added && !this.#closed && this.#active) {
+      this.#active.subscribe(channel, ch.cursor);
+      ch.asked = this.#active.up;
+    }
     return sub;
   }
 
@@ -215,7 +221,15 @@ class Client {
   #context() {
     return {
       o: this.#o,
-      cursors: () => Object.fromEntries([...this.#channels].map(([name, ch]) => [name, ch.cursor])),
+      // What a transport asks the server for: every channel, from its cursor.
+      cursors: () => {
+        const all = {};
+        for (const [name, ch] of this.#channels) {
+          ch.asked = true;
+          all[name] = ch.cursor;
+        }
+        return all;
+      },
       up: (t) => {
         if (t === this.#probe) this.#promote(t);
         else if (t === this.#active) this.#opened(t);
@@ -238,6 +252,10 @@ class Client {
 
   #lost(t, d) {
     this.#active = null;
+    // A channel asked for but not yet answered when the connection went: what was published
+    // meanwhile is unknown. Resuming from a position no stream has gets recovered:false, so
+    // the app resyncs instead of living with a silent gap (the in-memory client does the same).
+    for (const ch of this.#channels.values()) if (ch.asked && !ch.cursor) ch.cursor = UNKNOWN;
     if (t.name === 'websocket' && !t.up && this.#allowed.includes('longpoll')) {
       // The upgrade never completed: something on the way does not pass WebSockets. Plain
       // HTTP may still get through; that is not a failed attempt, so no backoff.

@@ -28,7 +28,7 @@ test('each poll is a text/plain POST with every channel and its cursor; frames a
 });
 
 test('a new subscription replaces the held poll; subscriptions made together start one poll', async () => {
-  const { clock, herald, client } = longpoll();
+  const { clock, herald, client, events } = longpoll();
   record(client, CH);
   await clock.advance(0);
   const before = herald.polls.length;
@@ -40,6 +40,7 @@ test('a new subscription replaces the held poll; subscriptions made together sta
   assert.deepEqual(Object.keys(herald.polls[before].channels), [CH, NOTES, 'project.7.comments']);
   assert.equal(herald.polls[before].channels[NOTES], null);
   assert.equal(herald.heldPolls, 1, 'the replaced poll was aborted');
+  assert.deepEqual(events.resync, [], 'replacing a poll is not losing a connection');
 });
 
 test('a refused channel is reported and left out of the next polls (no busy loop)', async () => {

@@ -28,6 +28,21 @@ test('a new subscription starts at the head; every resubscribe sends the cursor 
   assert.equal(client.state, 'open');
 });
 
+test('a subscribe cut off before its answer resumes from an unknown position: recovered:false, resync', async () => {
+  const { clock, herald, client, events } = setup();
+  await clock.advance(0);
+  const items = record(client, CH);
+  herald.socket.drop(1006); // before the server's answer was on its way
+  herald.publish(CH, 'published meanwhile');
+  assert.equal(items.sub.cursor, null);
+  await clock.advance(1000);
+  assert.deepEqual(herald.socket.sent, [{ type: 'subscribe', channel: CH, since: { epoch: '', offset: 0 } }]);
+  assert.deepEqual(events.resync, [{ channel: CH, epoch: 'e1', offset: 1 }], 'never a silent gap');
+  assert.deepEqual(items.sub.cursor, { epoch: 'e1', offset: 1 });
+  herald.publish(CH, 'live');
+  assert.deepEqual(items.got.map((m) => m.data), ['live']);
+});
+
 test('messages at or below the cursor in the same epoch are dropped as duplicates', async () => {
   const { clock, herald, client, events } = setup();
   const items = record(client, CH);
