@@ -7,6 +7,714 @@ namespace herald::detail {
 
 /// The browser client, served at /herald/client.js.
 inline constexpr std::string_view client_js =
-    "";
+    R"herald_js(// herald.js — the browser client of herald: live updates from a herald server over WebSocket,
+// with automatic fallback to long-poll HTTP where a proxy, CDN or IIS breaks WebSockets.
+//
+// One dependency-free ES module, served by the server at /herald/client.js. It speaks herald.v1
+// (docs/protocol.md); README.md beside this file is its reference, herald.d.ts its types.
+//
+//   import { connect } from '/herald/client.js';
+//   const herald = connect();
+//   herald.subscribe('project.42.items', (item) => render(item));
+//   herald.on('resync', ({ channel }) => refetch(channel));
+//
+// Why it is built the way it is:
+// - The client owns the cursor ({epoch, offset}) of every channel. Each (re)subscribe sends it,
+//   any server can resume from it, and anything at or below it is a duplicate. That one rule
+//   makes reconnects, server moves and transport switches lossless and duplicate-free.
+// - A WebSocket counts as up only once the server's `welcome` arrived: proxies that swallow the
+//   Upgrade, or answer 200 and hold, otherwise look like a working connection.
+// - A failed upgrade does not count as a failed attempt: it switches to long-poll at once and
+//   probes WebSocket in the background, switching back when a probe gets its welcome.
+
+export const VERSION = '0.1.0';
+
+const PROTOCOL = 'herald.v1';
+const TRANSPORTS = ['websocket', 'longpoll'];
+const EVENTS = ['state', 'transport', 'resync', 'error'];
+const CHANNEL = /^[A-Za-z0-9_:-]+(?:\.[A-Za-z0-9_:-]+)*$/;
+// The server pings after `heartbeat` ms of quiet; two missed beats plus this much network
+// delay and the connection is dead, even if the browser has not noticed.
+const HEARTBEAT_SLACK = 5000;
+// The server answers a held poll within its `timeout`; this much later, the answer is lost.
+const POLL_SLACK = 10000;
+// A position no history stream has: resuming from it is answered with recovered:false.
+const UNKNOWN = Object.freeze({ epoch: '', offset: 0 });
+
+const DEFAULTS = {
+  transports: TRANSPORTS,
+  minDelay: 500,
+  maxDelay: 30000,
+  maxAttempts: Infinity,
+  giveUpAfter: Infinity,
+  warnAfterAttempts: 3,
+  connectTimeout: 10000,
+  probeInterval: 30000,
+  pollTimeout: 25000,
+  credentials: 'same-origin',
+};
+
+/** A failed request: `code` is a herald.v1 error code or one of the client's own (README). */
+export class HeraldError extends Error {
+  constructor(code, message, channel) {
+    super(message || code);
+    this.name = 'HeraldError';
+    this.code = code;
+    if (channel !== undefined) this.channel = channel;
+  }
+}
+
+/** Opens a client; it connects at once and keeps reconnecting until `close()`. */
+export function connect(options = {}) {
+  return new Client(options);
+}
+
+class Client {
+  #o;
+  // name -> { cursor: {epoch, offset} | null, subs: Map(subscription -> handler), asked: bool }
+  #channels = new Map();
+  #listeners = new Map(EVENTS.map((e) => [e, new Set()]));
+  #state = 'connecting';
+  #active = null;     // the transport in use, or the one being opened
+  #current = null;    // its name; kept while waiting to reconnect
+  #probe = null;      // a WebSocket tried in the background while on long-poll
+  #allowed = [];      // transports enabled on both sides, in the client's order of preference
+  #why = undefined;   // while on long-poll: why
+  #wsTrouble = null;  // why WebSocket failed; while set: connect over long-poll, and probe
+  #failures = 0;      // failed attempts in a row since the last open
+  #downSince = null;
+  #gen = 0;           // attempt generation: a newer attempt, a switch or close() voids older ones
+  #retryTimer = null;
+  #probeTimer = null;
+  #nextId = 1;
+  #outbox = [];       // publishes waiting for an open transport
+  #closed = false;
+
+  constructor(options) {
+    this.#o = resolveOptions(options);
+    this.#downSince = this.#o.now(); // giveUpAfter counts from here until the first open
+    // Start after the caller had a chance to attach listeners: they see 'connecting' too.
+    queueMicrotask(() => {
+      if (this.#closed) return;
+      this.#setState('connecting');
+      this.#attempt();
+    });
+  }
+
+  /** 'connecting' | 'open' | 'reconnecting' | 'warning' | 'offline' | 'closed' */
+  get state() { return this.#state; }
+  /** 'websocket' | 'longpoll' | null: the transport in use or being opened. */
+  get transport() { return this.#current; }
+
+  subscribe(channel, handler, { since } = {}) {
+    checkChannel(channel);
+    if (typeof handler !== 'function') throw new TypeError('herald: subscribe needs a handler function');
+    const cursor = since ? checkCursor(since) : null;
+    let ch = this.#channels.get(channel);
+    const added = !ch;
+    if (added) {
+      ch = { cursor, subs: new Map(), asked: false };
+      this.#channels.set(channel, ch);
+    }
+    const sub = {
+      channel,
+      get cursor() { return ch.cursor?.epoch ? { ...ch.cursor } : null; },
+      unsubscribe: () => {
+        if (!ch.subs.delete(sub) || ch.subs.size || this.#channels.get(channel) !== ch) return;
+        this.#channels.delete(channel);
+        this.#active?.unsubscribe(channel);
+      },
+    };
+    ch.subs.set(sub, handler);
+    // Later subscriptions to a followed channel share its cursor; their `since` is not used.
+    if (added && !this.#closed && this.#active) {
+      this.#active.subscribe(channel, ch.cursor);
+      ch.asked = this.#active.up;
+    }
+    return sub;
+  }
+
+  publish(channel, data) {
+    checkChannel(channel);
+    if (data === undefined) throw new TypeError('herald: publish needs data (any JSON value)');
+    if (this.#closed) return Promise.reject(new HeraldError('closed', 'the client is closed', channel));
+    if (this.#state === 'offline') return Promise.reject(offline(channel));
+    return new Promise((resolve, reject) => {
+      this.#outbox.push({ channel, data, resolve, reject });
+      this.#flush();
+    });
+  }
+
+  on(name, fn) {
+    const set = this.#listeners.get(name);
+    if (!set) throw new TypeError(`herald: unknown event '${name}' (one of ${EVENTS.join(', ')})`);
+    set.add(fn);
+    return () => set.delete(fn);
+  }
+
+  /** Tries to connect now: skips a backoff wait, or starts again after 'offline'. */
+  reconnect() {
+    if (this.#closed || this.#state === 'open') return;
+    this.#failures = 0;
+    this.#downSince = null;
+    this.#halt(null);
+    this.#setState(this.#state === 'offline' ? 'connecting' : this.#state);
+    this.#attempt();
+  }
+
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#halt(new HeraldError('closed', 'the client is closed'));
+    this.#setState('closed');
+  }
+
+  // ---- connection management -----------------------------------------------------------
+
+  // One attempt: ask the server which transports it runs, then open the preferred one.
+  async #attempt() {
+    const gen = ++this.#gen;
+    let info;
+    try {
+      info = await this.#fetchInfo();
+    } catch (e) {
+      if (gen === this.#gen) this.#retry({ failure: true, reason: `server unreachable (${e.message})` });
+      return;
+    }
+    if (gen !== this.#gen) return;
+    const offered = Array.isArray(info.transports) ? info.transports : [];
+    this.#allowed = this.#o.transports.filter((t) => offered.includes(t));
+    const ws = this.#allowed.includes('websocket');
+    if (ws && !this.#wsTrouble) return this.#use(new WebSocketTransport(this.#context()));
+    if (!this.#allowed.includes('longpoll')) {
+      return this.#retry({
+        failure: true,
+        reason: `no transport in common (server: ${offered.join(', ') || 'none'}; client: ${this.#o.transports.join(', ')})`,
+      });
+    }
+    // Going straight to long-poll when WebSocket is off spares the browser a failed upgrade
+    // (and its console error).
+    this.#use(new LongPollTransport(this.#context()),
+      ws ? this.#wsTrouble
+        : offered.includes('websocket') ? 'websocket is not in options.transports'
+        : 'websocket is switched off on the server');
+  }
+
+  async #fetchInfo() {
+    const o = this.#o;
+    const ctl = new AbortController();
+    const timer = )herald_js"
+    R"herald_js(o.setTimeout(() => ctl.abort(), o.connectTimeout);
+    try {
+      const res = await o.fetch(o.urls.info, { signal: ctl.signal, credentials: o.credentials });
+      const info = await readJson(res);
+      if (res.status !== 200 || !info) throw new Error(`/herald/info answered HTTP ${res.status}`);
+      return info;
+    } catch (e) {
+      throw ctl.signal.aborted ? new Error(`/herald/info: no answer within ${o.connectTimeout} ms`) : e;
+    } finally {
+      o.clearTimeout(timer);
+    }
+  }
+
+  // `reason`: why this transport now. While on long-poll it is also what 'open' reports, so
+  // that a page can say why it is not on WebSocket.
+  #use(t, reason) {
+    const previous = this.#current;
+    this.#active = t;
+    this.#current = t.name;
+    this.#why = t.name === 'longpoll' ? reason : undefined;
+    if (t.name !== previous) this.#emit('transport', { transport: t.name, previous, reason });
+  }
+
+  // Every transport reports here; a report from one that is no longer ours is stale.
+  #context() {
+    return {
+      o: this.#o,
+      // What a transport asks the server for: every channel, from its cursor.
+      cursors: () => {
+        const all = {};
+        for (const [name, ch] of this.#channels) {
+          ch.asked = true;
+          all[name] = ch.cursor;
+        }
+        return all;
+      },
+      up: (t) => {
+        if (t === this.#probe) this.#promote(t);
+        else if (t === this.#active) this.#opened(t);
+      },
+      down: (t, d) => {
+        if (t === this.#probe) { this.#probe = null; this.#scheduleProbe(); }
+        else if (t === this.#active) this.#lost(t, d);
+      },
+      frame: (f) => this.#frame(f),
+    };
+  }
+
+  #opened(t) {
+    this.#failures = 0;
+    this.#downSince = null;
+    this.#setState('open', { reason: this.#why });
+    this.#flush();
+    if (t.name === 'longpoll') this.#scheduleProbe();
+  }
+
+  #lost(t, d) {
+    this.#active = null;
+    // A channel asked for but not yet answered when the connection went: what was published
+    // meanwhile is unknown. Resuming from a position no stream has gets recovered:false, so
+    // the app resyncs instead of living with a silent gap (the in-memory client does the same).
+    for (const ch of this.#channels.values()) if (ch.asked && !ch.cursor) ch.cursor = UNKNOWN;
+    if (t.name === 'websocket' && !t.up && this.#allowed.includes('longpoll')) {
+      // The upgrade never completed: something on the way does not pass WebSockets. Plain
+      // HTTP may still get through; that is not a failed attempt, so no backoff.
+      this.#wsTrouble = d.reason;
+      this.#use(new LongPollTransport(this.#context()), d.reason);
+      this.#setState(this.#state, { reason: d.reason });
+      return;
+    }
+    this.#retry(d);
+  }
+
+  // A down transport: wait (the server's delay, or backoff with full jitter), then try again.
+  #retry({ failure, delay, reason }) {
+    if (this.#closed) return;
+    this.#active = null;
+    if (failure) this.#failures++;
+    this.#downSince ??= this.#o.now();
+    const o = this.#o;
+    if (failure && (this.#failures >= o.maxAttempts || o.now() - this.#downSince >= o.giveUpAfter)) {
+      this.#halt(offline());
+      this.#setState('offline', { reason });
+      return;
+    }
+    if (delay === undefined) {
+      const cap = Math.min(o.maxDelay, o.minDelay * 2 ** Math.max(0, this.#failures - 1));
+      delay = Math.floor(o.random() * cap);
+    }
+    this.#setState(this.#failures >= o.warnAfterAttempts ? 'warning' : 'reconnecting', { reason, delay });
+    this.#retryTimer = o.setTimeout(() => { this.#retryTimer = null; this.#attempt(); }, delay);
+  }
+
+  // Stops every transport and timer; `err` rejects the publishes still waiting.
+  #halt(err) {
+    this.#gen++;
+    this.#o.clearTimeout(this.#retryTimer);
+    this.#o.clearTimeout(this.#probeTimer);
+    this.#retryTimer = this.#probeTimer = null;
+    for (const t of [this.#active, this.#probe]) t?.stop(err);
+    this.#active = this.#probe = null;
+    if (err) for (const p of this.#outbox.splice(0)) p.reject(err);
+  }
+
+  #scheduleProbe() {
+    const o = this.#o;
+    if (this.#probeTimer || this.#probe || !this.#wsTrouble || !o.probeInterval || this.#closed) return;
+    if (!this.#allowed.includes('websocket')) return;
+    this.#probeTimer = o.setTimeout(() => {
+      this.#probeTimer = null;
+      if (this.#active?.name !== 'websocket' && this.#state !== 'offline') {
+        this.#probe = new WebSocketTransport(this.#context());
+      }
+    }, o.probeInterval);
+  }
+
+  // A probe got its welcome and has resubscribed every channel from its cursor. Only now is
+  // long-poll stopped: whatever the last poll would have brought, the WebSocket replays, and
+  // whatever both bring is dropped as a duplicate by cursor.
+  #promote(ws) {
+    this.#probe = null;
+    this.#gen++;
+    this.#o.clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    this.#active?.stop();
+    this.#wsTrouble = null;
+    this.#use(ws, 'a websocket probe got its welcome');
+    this.#opened(ws);
+  }
+
+  #flush() {
+    const t = this.#active;
+    if (!t?.up || this.#state !== 'open') return;
+    for (const { channel, data, resolve, reject } of this.#outbox.splice(0)) {
+      t.publish(channel, data, this.#nextId++).then((f) => {
+        if (f.type === 'published') resolve({ epoch: f.epoch, offset: f.offset });
+        else reject(new HeraldError(f.code, f.message, f.channel ?? channel));
+      }, reject);
+    }
+  }
+
+  // ---- frames (the same from every transport) --------------------------------------------
+
+  #frame(f) {
+    if (f.type === 'message') this.#message(f);
+    else if (f.type === 'subscribed') this.#subscribed(f);
+    else if (f.type === 'error') this.#refused(f);
+  }
+
+  #message(f) {
+    const ch = this.#channels.get(f.channel);
+    if (!ch) return;
+    const at = ch.cursor;
+    // A resume may overlap what was already delivered, and two transports may both carry a
+    // message during a switch: at or below the cursor, in the same epoch, it was seen.
+    if (at && at.epoch === f.epoch && f.offset <= at.offset) return;
+    ch.cursor = { epoch: f.epoch, offset: f.offset };
+    // A new epoch means the history the cursor pointed into is gone: what came between is
+    // unknown, so the app refetches. The message itself is delivered too.
+    if (at && at.epoch !== f.epoch) this.#emit('resync', { channel: f.channel, epoch: f.epoch, offset: f.offset });
+    const meta = { channel: f.channel, epoch: f.epoch, offset: f.offset };
+    for (const handler of [...ch.subs.values()]) call(handler, f.data, meta);
+  }
+
+  #subscribed(f) {
+    const ch = this.#channels.get(f.channel);
+    if (!ch) return;
+    const head = { epoch: f.epoch, offset: f.offset };
+    if (!ch.cursor) {
+      ch.cursor = head; // a new subscription starts at the head: nothing was owed before it
+    } else if (f.recovered === false) {
+      ch.cursor = head;
+      this.#emit('resync', { channel: f.channel, ...head });
+    }
+    // recovered: the missed messages follow and move the cursor up to the head themselves.
+  }
+
+  // An error frame not answering a publish: a subscribe was refused (forbidden, invalid
+  // channel, too many subscriptions). The channel is dropped, or every reconnect and every
+  // poll would ask again.
+  #refused(f) {
+    if (f.code === 'not_subscribed') return; // an unsubscribe crossed a drop: nothing to undo
+    if (f.channel) this.#channels.delete(f.channel);
+    this.#emit('error', new HeraldError(f.code, f.message, f.channel));
+  }
+
+  // ---- events ----------------------------------------------------------------------------
+
+  #setState(state, { reason, delay } = {}) {
+    this.#state = state;
+    const detail = { state, transport: this.#current, reason, attempt: this.#failures };
+    if (delay !== undefined) detail.delay = delay;
+    this.#emit('state', detail);
+  }
+
+  #emit(name, detail) {
+    for (const fn of [...this.#listeners.get(name)]) call(fn, detail);
+  }
+}
+
+// ---- transports ---------------------------------------------------------------)herald_js"
+    R"herald_js(-------------
+// Both offer: `name`, `up`, subscribe(channel, cursor), unsubscribe(channel),
+// publish(channel, data, id) -> Promise<published or error frame>, stop(err?). They report to
+// the client through the context: up(t), down(t, {failure, delay?, reason}), frame(f).
+
+class WebSocketTransport {
+  name = 'websocket';
+  up = false;
+  #c;
+  #ws = null;
+  #timer = null;
+  #heartbeat = 0;
+  #done = false;
+  #pending = new Map(); // publish id -> {resolve, reject}
+
+  constructor(c) {
+    this.#c = c;
+    const { o } = c;
+    // One timer covers an upgrade that hangs and a socket that opens and then carries
+    // nothing (proxies that answer 200 and hold): no welcome in time, no WebSocket.
+    this.#arm(o.connectTimeout, `websocket got no welcome within ${o.connectTimeout} ms (a proxy holding the connection?)`);
+    try {
+      this.#ws = new o.WebSocket(o.urls.ws, PROTOCOL);
+    } catch (e) { // e.g. a ws: URL from an https: page
+      o.setTimeout(() => this.#end({ failure: true, reason: `websocket could not be opened (${e.message})` }), 0);
+      return;
+    }
+    this.#ws.onmessage = (ev) => this.#receive(ev.data);
+    this.#ws.onclose = (ev) => this.#closed(ev.code, ev.reason);
+    this.#ws.onerror = () => {}; // the close event that follows says what happened
+  }
+
+  subscribe(channel, cursor) {
+    if (this.up) this.#send(cursor ? { type: 'subscribe', channel, since: cursor } : { type: 'subscribe', channel });
+  }
+
+  unsubscribe(channel) {
+    if (this.up) this.#send({ type: 'unsubscribe', channel });
+  }
+
+  publish(channel, data, id) {
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#send({ type: 'publish', channel, data, id });
+    });
+  }
+
+  stop(err) {
+    if (this.#done) return;
+    this.#done = true;
+    this.#c.o.clearTimeout(this.#timer);
+    // The publish may have reached the server: the app decides whether to send it again.
+    err ??= new HeraldError('disconnected', 'the connection closed before the publish was acknowledged');
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+    const ws = this.#ws;
+    if (!ws) return;
+    ws.onmessage = ws.onclose = null;
+    try { ws.close(1000); } catch { /* already closing */ }
+  }
+
+  #end(down) {
+    if (this.#done) return;
+    this.stop();
+    this.#c.down(this, down);
+  }
+
+  #send(frame) {
+    if (this.#ws?.readyState === 1) this.#ws.send(JSON.stringify(frame));
+  }
+
+  #arm(ms, reason) {
+    this.#c.o.clearTimeout(this.#timer);
+    this.#timer = this.#c.o.setTimeout(() => this.#end({ failure: true, reason }), ms);
+  }
+
+  // Anything received proves the connection alive; the server pings when it has nothing else.
+  #alive() {
+    if (this.#heartbeat > 0) {
+      const ms = 2 * this.#heartbeat + HEARTBEAT_SLACK;
+      this.#arm(ms, `no frame for ${ms} ms (heartbeat lost)`);
+    }
+  }
+
+  #receive(text) {
+    if (this.#done) return;
+    let f;
+    try { f = JSON.parse(text); } catch { return; }
+    if (!f || typeof f.type !== 'string') return;
+    if (!this.up) {
+      if (f.type !== 'welcome') return;
+      this.up = true;
+      this.#heartbeat = Number(f.heartbeat) || 0;
+      this.#c.o.clearTimeout(this.#timer);
+      this.#alive();
+      for (const [channel, cursor] of Object.entries(this.#c.cursors())) this.subscribe(channel, cursor);
+      this.#c.up(this);
+      return;
+    }
+    this.#alive();
+    const p = f.id !== undefined && (f.type === 'published' || f.type === 'error') && this.#pending.get(f.id);
+    if (p) {
+      this.#pending.delete(f.id);
+      p.resolve(f);
+    } else if (f.type === 'ping') {
+      this.#send({ type: 'pong' });
+    } else if (f.type === 'reconnect') {
+      this.#end({ failure: false, delay: Math.max(0, Number(f.after) || 0), reason: `server asked to reconnect (${f.reason})` });
+    } else {
+      this.#c.frame(f);
+    }
+  }
+
+  #closed(code, reason) {
+    if (this.#done) return;
+    const said = reason ? `: ${reason}` : '';
+    if (!this.up) {
+      return this.#end({ failure: true, reason: `websocket closed before welcome (code ${code}${said}; proxy dropped Upgrade?)` });
+    }
+    switch (code) {
+      case 4008: return this.#end({ failure: false, delay: 0, reason: 'slow consumer (close 4008): resuming at once' });
+      case 4000: return this.#end({ failure: false, delay: 0, reason: 'the server found the connection idle (close 4000)' });
+      case 4001: return this.#end({ failure: false, reason: 'the server is draining (close 4001)' });
+      default: return this.#end({ failure: true, reason: `websocket closed (code ${code}${said})` });
+    }
+  }
+}
+
+class LongPollTransport {
+  name = 'longpoll';
+  up = false;
+  #c;
+  #ctl = null;
+  #gen = 0;
+  #dirty = false;
+  #done = false;
+
+  constructor(c) {
+    this.#c = c;
+    this.#poll();
+  }
+
+  // Every poll carries every channel with its cursor, so a change of channels only needs a
+  // new poll: the held one carries the old set. Coalesced: a page subscribing to five
+  // channels at once starts one poll, not five.
+  subscribe() { this.#changed(); }
+  unsubscribe() { this.#changed(); }
+
+  async publish(channel, data, id) {
+    const { o } = this.#c;
+    let res;
+    try {
+      res = await o.fetch(o.urls.publish, post({ channel, data, id }, o));
+    } catch (e) {
+      throw new HeraldError('disconnected', `publish failed (${e.message})`, channel);
+    }
+    const body = await readJson(res);
+    if (body?.type === 'published' || body?.type === 'error') return body;
+    if (body?.error) return { type: 'error', ...body.error };
+    return { type: 'error', code: 'http_error', message: `publish answered HTTP ${res.status}` };
+  }
+
+  stop() {
+    this.#done = true;
+    this.#ctl?.abort();
+  }
+
+  #changed() {
+    if (this.#dirty) return;
+    this.#dirty = true;
+    queueMicrotask(() => { if (this.#dirty && !this.#done) this.#poll(); });
+  }
+
+  #end(down) {
+    if (this.#done) return;
+    this.stop();
+    this.#c.down(this, down);
+  }
+
+  async #poll() {
+    this.#dirty = false;
+    this.#ctl?.abort();
+    const gen = ++this.#gen;
+    const ctl = (this.#ctl = new AbortController());
+    const { o } = this.#c;
+    // The first poll asks for an answer at once: it proves the path works, so the client is
+    // 'open' now, not after a held poll's timeout.
+    const timeout = this.up ? o.pollTimeout : 0;
+    const limit = timeout + POLL_SLACK;
+    let timedOut = false;
+    const timer = o.setTimeout(() => { timedOut = true; ctl.abort(); }, limit);
+    let res, body;
+    try {
+      res = await o.fetch(o.urls.poll, post({ channels: this.#c.cursors(), timeout }, o, ctl.signal));
+      body = await readJson(res);
+    } catch (e) {
+      if (gen !== this.#gen || this.#done) return; // replaced or stopped: the cursors still say what is owed
+      return this.#end({ failure: true, reason: timedOut ? `poll got no answer within ${limit} ms` : `poll failed (${e.message})` });
+    } finally {
+      o.clearTimeout(timer);
+    }
+    if (gen !== this.#gen || this.#done) return;
+
+    if (res.status === 200 && Array.isArray(body?.frames)) {
+      if (!this.up) {
+        this.up = true;
+        this.#c.up(this);
+      }
+      for (const f of body.frames) {
+        if (this.#done) return;
+        if (f?.type === 'reconnect') return this.#drain(f);
+        if (f && typeof f.type === 'string') this.#c.frame(f);
+      }
+      if (!this.#done) this.#poll();
+      return;
+    }
+    const drain = res.status === 503 && [body, ...(body?.frames ?? [])].find((f) => f?.type === 'reconnect');
+    if (drain) return this.#drain(drain);
+    if (res.status === 429) {
+      const header = res.headers.get('Retry-After');
+      const secs = header === null ? NaN : Number(header);
+      return this.#end({
+        failure: true,
+        delay: secs >= 0 ? secs * 1000 : undefined,
+        reason: 'the server holds too many polls (HTTP 429)',
+      });
+    }
+    const code = body?.error?.code ?? body?.code;
+    this.#end({ failure: true, reason: `poll answered HTTP $)herald_js"
+    R"herald_js({res.status}${code ? ` (${code})` : ''}` });
+  }
+
+  #drain(f) {
+    this.#end({ failure: false, delay: Math.max(0, Number(f.after) || 0), reason: `server asked to reconnect (${f.reason})` });
+  }
+}
+
+// ---- helpers -------------------------------------------------------------------------------
+
+function resolveOptions(options) {
+  const o = { ...DEFAULTS };
+  for (const [k, v] of Object.entries(options)) if (v !== undefined) o[k] = v;
+  for (const t of o.transports) {
+    if (!TRANSPORTS.includes(t)) throw new TypeError(`herald: unknown transport '${t}' (one of ${TRANSPORTS.join(', ')})`);
+  }
+  // Browser built-ins throw "Illegal invocation" when called as methods of another object:
+  // keep them as free functions.
+  const wrap = (f, name) => {
+    if (typeof f !== 'function') throw new TypeError(`herald: no ${name} in this environment; pass options.${name}`);
+    return (...args) => f(...args);
+  };
+  o.fetch = wrap(o.fetch ?? globalThis.fetch, 'fetch');
+  o.setTimeout = wrap(o.setTimeout ?? globalThis.setTimeout, 'setTimeout');
+  o.clearTimeout = wrap(o.clearTimeout ?? globalThis.clearTimeout, 'clearTimeout');
+  o.random = wrap(o.random ?? Math.random, 'random');
+  o.now = wrap(o.now ?? Date.now, 'now');
+  o.WebSocket ??= globalThis.WebSocket;
+  if (o.transports.includes('websocket') && typeof o.WebSocket !== 'function') {
+    throw new TypeError('herald: no WebSocket in this environment; pass options.WebSocket or transports: [\'longpoll\']');
+  }
+  o.urls = endpoints(o.url);
+  return o;
+}
+
+// The server's endpoints under `base` (default: this page's origin). A path in `base` is kept,
+// for a server mounted under a prefix.
+function endpoints(base) {
+  const u = new URL(base ?? globalThis.location?.origin ?? '', globalThis.location?.href);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`herald: url must be http(s): ${base}`);
+  const root = `${u.origin}${u.pathname.replace(/\/+$/, '')}/herald/`;
+  return { info: `${root}info`, poll: `${root}poll`, publish: `${root}publish`, ws: `${root.replace(/^http/, 'ws')}ws` };
+}
+
+// text/plain keeps a cross-origin POST "simple": no CORS preflight per poll.
+function post(body, o, signal) {
+  return { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: JSON.stringify(body), signal, credentials: o.credentials };
+}
+
+// A proxy's HTML error page is not an exception: it is "no herald.v1 answer".
+async function readJson(res) {
+  try { return JSON.parse(await res.text()); } catch { return null; }
+}
+
+function checkChannel(channel) {
+  if (typeof channel !== 'string' || channel.length > 200 || !CHANNEL.test(channel)) {
+    throw new TypeError(`herald: invalid channel name: ${JSON.stringify(channel)}`);
+  }
+}
+
+function checkCursor(since) {
+  if (typeof since.epoch !== 'string' || !Number.isSafeInteger(since.offset) || since.offset < 0) {
+    throw new TypeError('herald: since must be {epoch: string, offset: non-negative integer}');
+  }
+  return { epoch: since.epoch, offset: since.offset };
+}
+
+function offline(channel) {
+  return new HeraldError('offline', 'the client gave up reconnecting (call reconnect())', channel);
+}
+
+// An app's handler that throws must not break delivery to the others, nor herald's state:
+// report it as uncaught (the console shows it, window 'error' listeners get it) and go on.
+function call(fn, ...args) {
+  try {
+    fn(...args);
+  } catch (e) {
+    if (typeof globalThis.reportError === 'function') globalThis.reportError(e);
+    else queueMicrotask(() => { throw e; });
+  }
+}
+)herald_js";
 
 } // namespace herald::detail
