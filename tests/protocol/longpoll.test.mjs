@@ -50,6 +50,14 @@ test('a quiet poll ends after its timeout with no frames', async () => {
   assert.ok(Date.now() - t0 < 2500);
 });
 
+test('timeout 0 answers at once even when nothing is waiting', async () => {
+  const head = await publish(server, 'public.lp.zero', {});
+  const t0 = Date.now();
+  const r = await poll({ channels: { 'public.lp.zero': head }, timeout: 0 });
+  assert.deepEqual(r.body.frames, []);
+  assert.ok(Date.now() - t0 < 300, `answered in ${Date.now() - t0} ms`);
+});
+
 test('resume: messages after the cursor come at once, in order, with no gap', async () => {
   const first = await publish(server, 'public.lp.d', {});
   await publish(server, 'public.lp.d', undefined, 20);

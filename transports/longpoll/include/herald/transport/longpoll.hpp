@@ -162,6 +162,9 @@ public:
         return true;
     }
 
+    /// Answers with what was kept, even nothing.
+    void answer_now() { respond(); }
+
     void on_read(const char*, std::size_t) override {}
     void on_wake() override { answer_if_ready(); }
     void on_tick(clock::time_point now) override {
@@ -244,7 +247,9 @@ inline void longpoll::poll(const std::shared_ptr<herald::detail::connection>& c,
     auto h = std::make_shared<held_poll>(*this, c, r, std::move(s), std::move(resumed),
                                          herald::detail::clock::now() + hold);
     c->hold(h);  // before answering: a wake may come at once
-    h->answer_if_ready(std::move(errors));
+    // `timeout: 0` asks for what is there now, held or not (clients use it for their first
+    // poll, so that going live is not delayed by a held request).
+    if (!h->answer_if_ready(std::move(errors)) && hold.count() == 0) h->answer_now();
 }
 
 } // namespace herald::transport
