@@ -245,7 +245,8 @@ public:
         for (auto& sh : shards_) {
             std::unique_lock<std::shared_mutex> shard_lock(sh.mu);
             for (auto it = sh.map.begin(); it != sh.map.end();) {
-                channel_state& ch = *it->second;
+                const std::shared_ptr<channel_state> keep = it->second;  // outlives the erase and the lock
+                channel_state& ch = *keep;
                 std::lock_guard<std::mutex> lock(ch.mu);
                 ch.log.expire(now);
                 ch.subs.erase(std::remove_if(ch.subs.begin(), ch.subs.end(),
