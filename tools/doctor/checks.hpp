@@ -587,11 +587,11 @@ inline std::string verdict(const std::vector<finding>& findings, int code) {
     case 1: say("herald cannot be reached here: " + get("server")->summary + ". " + get("server")->cause); return v;
     case 2: say("No herald transport works through this path: browsers get no live updates."); break;
     case 3:
-        say("WebSocket does not work through this path: " + ws->cause);
+        say("WebSocket does not work through this path. " + ws->cause);
         say("herald still works meanwhile: browsers fall back to long-poll by themselves and get every update (with a "
             "little more latency and load), so fixing the proxy is an improvement, not an emergency.");
         break;
-    case 4: say("Long-poll does not work through this path: " + lp->cause + " Browsers whose network breaks WebSockets get no updates."); break;
+    case 4: say("Long-poll does not work through this path. " + lp->cause + " Browsers whose network breaks WebSockets get no updates."); break;
     default:
         if (ws && ws->status == level::note) say("WebSocket is switched off on the server, by its configuration; herald works over long-poll.");
         else if (ws && ws->status == level::ok) say("WebSocket works end to end.");
