@@ -37,7 +37,7 @@ inline std::string report_text(const nlohmann::json& j, int indent = 2) {
 ///   buffering proxy holds it until the response ends.
 /// Neither ties up an I/O thread: a timer on the connection's strand answers. On drain, a
 /// hold answers 503 at once and a stream ends at once. Bad parameters get 400.
-void serve_diagnose(const std::shared_ptr<connection>& c, const http_request& r, nlohmann::json report);
+inline void serve_diagnose(const std::shared_ptr<connection>& c, const http_request& r, nlohmann::json report);
 
 /// A diagnose answer in waiting: its timer, and the request to answer.
 class diagnose_reply final : public stream_handler, public std::enable_shared_from_this<diagnose_reply> {
