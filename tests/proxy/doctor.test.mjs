@@ -79,6 +79,14 @@ test('stripped nginx: the dropped Upgrade header is named as the cause, long-pol
   assert.match(r.out, /^Headers: NOTE — did not arrive: Upgrade/m);
 });
 
+test('answering nginx: a 200 to the upgrade is named as the proxy answering instead, exit 3', async () => {
+  const r = await through('answering', server);
+  assert.equal(r.code, 3, r.out);
+  assert.match(r.out, /^WebSocket: FAIL — GET \/herald\/ws with Upgrade: websocket answered 200 OK: the proxy answered instead of passing the upgrade on/m);
+  assert.match(r.out, /^Long-poll: OK — /m);
+  assert.match(r.out, /herald still works meanwhile/);
+});
+
 test('short-timeout nginx: the idle cut and its fix are named, exit 5', async () => {
   const r = await through('short-timeout', server);
   assert.equal(r.code, 5, r.out);

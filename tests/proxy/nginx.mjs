@@ -7,6 +7,8 @@
 //                  nginx speaks HTTP/1.0 upstream and drops Upgrade/Connection: herald sees
 //                  a plain GET and every WebSocket upgrade fails
 //   short-timeout  good, but `proxy_read_timeout 3s`: idle connections are cut
+//   answering      good, except that nginx answers /herald/ws itself with a 200 page (what a
+//                  proxy or CDN without WebSocket support, or a catch-all route, does)
 //   buffered       WebSocket forwarded on /herald/ws only, the rest by a plain proxy_pass:
 //                  HTTP/1.0 upstream with nginx's default `proxy_buffering on`, which holds a
 //                  streamed answer until its end. (With `proxy_http_version 1.1`, nginx 1.22
@@ -44,6 +46,13 @@ export const modes = {
     location / {${common(up)}
     }`,
   'short-timeout': (up) => `${herald(up, { readTimeout: '3s' })}
+    location / {${common(up)}
+    }`,
+  answering: (up) => `
+    location /herald/ws {
+        default_type text/html;
+        return 200 "<!doctype html><title>Welcome</title>";
+    }${herald(up)}
     location / {${common(up)}
     }`,
   buffered: (up) => `

@@ -83,6 +83,14 @@ inline std::string seconds(double ms) {
     return b;
 }
 
+/// `j[key]` when `j` is an object holding a string there, else `otherwise`: answers come from
+/// the network, and a proxy's JSON need not be herald's.
+inline std::string text(const nlohmann::json& j, const char* key, std::string otherwise = {}) {
+    if (!j.is_object()) return otherwise;
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : otherwise;
+}
+
 inline std::string nonce() {
     std::random_device rd;
     char b[17];
@@ -177,7 +185,7 @@ inline finding check_server(const settings& s, server_facts& facts) {
         return f;
     }
     const nlohmann::json info = r.json_body();
-    if (r.status != 200 || !info.is_object() || info.value("protocol", "") != "herald.v1") {
+    if (r.status != 200 || !info.is_object() || detail::text(info, "protocol") != "herald.v1") {
         f.status = level::fail;
         f.summary = "GET " + req.target + " answered " + detail::what_failed(r, s) + ", not herald's info";
         if (r.status == 502 || r.status == 503 || r.status == 504) {
@@ -194,12 +202,13 @@ inline finding check_server(const settings& s, server_facts& facts) {
         return f;
     }
     facts.reachable = true;
-    for (const auto& t : info.value("transports", nlohmann::json::array()))
-        if (t.is_string()) facts.transports.push_back(t.get<std::string>());
-    facts.heartbeat_ms = info.value("heartbeat", 25000LL);
+    if (auto t = info.find("transports"); t != info.end() && t->is_array())
+        for (const auto& name : *t)
+            if (name.is_string()) facts.transports.push_back(name.get<std::string>());
+    if (auto hb = info.find("heartbeat"); hb != info.end() && hb->is_number_unsigned()) facts.heartbeat_ms = hb->get<long long>();
     std::string transports;
     for (const auto& t : facts.transports) transports += (transports.empty() ? "" : " + ") + t;
-    f.summary = "herald " + info.value("version", std::string("?")) + " (" + info.value("server", std::string("?")) +
+    f.summary = "herald " + detail::text(info, "version", "?") + " (" + detail::text(info, "server", "?") +
                 "), transports " + (transports.empty() ? "none" : transports) + ", heartbeat " +
                 detail::seconds(double(facts.heartbeat_ms)) + (facts.proxy.empty() ? "" : ", through " + facts.proxy);
     f.detail["info"] = info;
@@ -259,7 +268,7 @@ inline finding check_websocket(const settings& s, const server_facts& facts) {
                      "get no welcome fall back to long-poll."});
     }
     const nlohmann::json body = nlohmann::json::parse(r.body, nullptr, false);
-    const std::string herald_says = body.is_object() && body.contains("error") ? body["error"].value("message", "") : "";
+    const std::string herald_says = body.is_object() && body.contains("error") ? detail::text(body["error"], "message") : "";
     f.detail["body"] = r.body.substr(0, 500);
     const std::string answered = said + " answered " + std::to_string(r.status) + " " + r.reason;
     switch (r.status) {
@@ -275,7 +284,12 @@ inline finding check_websocket(const settings& s, const server_facts& facts) {
         return f.set(level::fail, answered + ": the proxy answered instead of passing the upgrade on",
                     "Something other than herald answered the upgrade as a plain request (a proxy or CDN without "
                     "WebSocket support, or a catch-all route that sends " + path + " elsewhere).",
-                    detail::fix_upgrade(facts, s.where.prefix));
+                    [&] {
+                        auto fix = detail::fix_upgrade(facts, s.where.prefix);
+                        fix.insert(fix.begin(), "Let " + path + " reach herald: no location, rewrite, cache or CDN rule may "
+                                                "answer it (nginx: the location matching " + path + " must proxy_pass to herald).");
+                        return fix;
+                    }());
     case 403:
         return f.set(level::fail, answered + ": the Origin was refused",
                     "herald refused the Origin (" + s.origin + "). Either herald's allowed_origins does not list the site's "
@@ -340,14 +354,15 @@ inline finding check_longpoll(const settings& s, const server_facts& facts) {
     const nlohmann::json body = first.json_body();
     if (first.status != 200 || !body.is_object() || !body.contains("frames")) return refused(first, "POST " + path);
     nlohmann::json cursor, frame;
-    for (const auto& fr : body["frames"])
-        if (fr.value("channel", "") == s.channel) frame = fr;
+    if (body["frames"].is_array())
+        for (const auto& fr : body["frames"])
+            if (detail::text(fr, "channel") == s.channel) frame = fr;
     std::string round_trip = "round trip " + detail::seconds(first.done_ms);
-    if (frame.value("type", "") == "subscribed") {
+    if (detail::text(frame, "type") == "subscribed") {
         cursor = {{"epoch", frame["epoch"]}, {"offset", frame["offset"]}};
-    } else if (frame.value("type", "") == "error") {
+    } else if (detail::text(frame, "type") == "error") {
         // herald answered, so the transport works; only this channel is refused.
-        round_trip += " (herald answered " + frame.value("code", std::string()) + " for channel " + s.channel + ")";
+        round_trip += " (herald answered " + detail::text(frame, "code") + " for channel " + s.channel + ")";
         f.detail["channel_error"] = frame;
     } else {
         return f.set(level::fail, "POST " + path + " answered 200 without herald's frames", "Something other than herald answered the poll.");
@@ -371,7 +386,7 @@ inline finding check_longpoll(const settings& s, const server_facts& facts) {
     }
     f.summary = round_trip + "; a poll held " + detail::seconds(double(hold.count())) + " came back after " +
                 detail::seconds(held.done_ms);
-    if (!held_body["frames"].empty()) f.summary += " (with news)";
+    if (auto fr = held_body.find("frames"); fr != held_body.end() && fr->is_array() && !fr->empty()) f.summary += " (with news)";
     else if (held.done_ms > double(hold.count()) + 2500) {
         f.status = level::warn;
         f.cause = "The held poll came back late: something in between delays answers.";
@@ -473,8 +488,10 @@ inline finding check_headers(const settings& s, const server_facts&) {
         f.summary = "GET " + s.where.path("/herald/diagnose") + " answered " + detail::what_failed(r, s);
         return f;
     }
-    const nlohmann::json& arrived = body["request"]["headers"];
+    const nlohmann::json& request = body["request"];
+    const nlohmann::json arrived = request.is_object() ? request.value("headers", nlohmann::json::object()) : nlohmann::json::object();
     auto got = [&](std::string_view name) -> std::optional<std::string> {
+        if (!arrived.is_object()) return std::nullopt;
         for (auto it = arrived.begin(); it != arrived.end(); ++it)
             if (it.key().size() == name.size() && contains_nocase(it.key(), name) && it.value().is_string())
                 return it.value().get<std::string>();
@@ -498,7 +515,7 @@ inline finding check_headers(const settings& s, const server_facts&) {
     f.detail["lost"] = lost;
     f.detail["changed"] = changed;
     f.detail["added"] = added;
-    f.detail["remote"] = body["request"].value("remote", "");
+    f.detail["remote"] = detail::text(request, "remote");
 
     auto join = [](const std::vector<std::string>& v) {
         std::string out;

@@ -3,7 +3,7 @@
 //   herald-doctor http://cms.example.com [--hold 30] [--json] [--channel NAME] [--cookie C] ...
 // Exit codes: 0 works; 1 unreachable or not herald; 2 no transport works; 3 WebSocket fails
 // (long-poll works); 4 long-poll fails (WebSocket works); 5 works but the proxy needs a fix;
-// 64 a URL the doctor cannot use; other non-zero: a command-line error.
+// 64 a URL the doctor cannot use; 70 an internal error; other non-zero: a command-line error.
 #include "checks.hpp"
 
 #include <herald/version.hpp>
@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
     bool json = false;
     std::vector<std::string> headers;
     app.add_option("url", url, "the site's URL, as a browser reaches it (http://host[:port][/prefix])")->required();
-    app.add_option("--timeout", step_s, "seconds to wait for each answer")->capture_default_str();
+    app.add_option("--timeout", step_s, "seconds to wait for each answer")->capture_default_str()->check(CLI::Range(0.1, 120.0));
     app.add_option("--hold", hold_s, "seconds a response is held to find idle cuts (0: skip; at most 120)")
         ->capture_default_str()->check(CLI::Range(0.0, 120.0));
     app.add_option("--poll-hold", poll_hold_s, "seconds the held long-poll waits")->capture_default_str()->check(CLI::Range(0.1, 25.0));
@@ -97,18 +97,23 @@ int main(int argc, char** argv) {
     }
 
     std::vector<finding> findings;
-    server_facts facts;
-    findings.push_back(check_server(s, facts));
-    if (facts.reachable) {
-        // The idle check waits longest: it runs beside the others.
-        auto idle = std::async(std::launch::async, [&s, &facts] { return check_idle(s, facts); });
-        finding websocket = check_websocket(s, facts);
-        finding longpoll = check_longpoll(s, facts);
-        finding buffering = check_buffering(s, facts);
-        finding headers_seen = check_headers(s, facts);
-        for (finding* f : {&websocket, &longpoll}) findings.push_back(std::move(*f));
-        findings.push_back(idle.get());
-        for (finding* f : {&buffering, &headers_seen}) findings.push_back(std::move(*f));
+    try {
+        server_facts facts;
+        findings.push_back(check_server(s, facts));
+        if (facts.reachable) {
+            // The idle check waits longest: it runs beside the others.
+            auto idle = std::async(std::launch::async, [&s, &facts] { return check_idle(s, facts); });
+            finding websocket = check_websocket(s, facts);
+            finding longpoll = check_longpoll(s, facts);
+            finding buffering = check_buffering(s, facts);
+            finding headers_seen = check_headers(s, facts);
+            for (finding* f : {&websocket, &longpoll}) findings.push_back(std::move(*f));
+            findings.push_back(idle.get());
+            for (finding* f : {&buffering, &headers_seen}) findings.push_back(std::move(*f));
+        }
+    } catch (const std::exception& e) {
+        std::cerr << "herald-doctor: internal error: " << e.what() << "\n";
+        return 70;
     }
     const int code = exit_code(findings);
     const std::string v = verdict(findings, code);

@@ -171,7 +171,16 @@ struct http_reply {
         return {};
     }
     nlohmann::json json_body() const { return nlohmann::json::parse(body, nullptr, false); }
+    /// Content-Length, when present and a number.
+    std::optional<std::size_t> content_length() const {
+        const std::string v = header("Content-Length");
+        if (v.empty() || v.size() > 15 || v.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+        return std::stoul(v);
+    }
 };
+
+/// Longest body the doctor reads: herald's answers are small; a proxy's page may not be.
+inline constexpr std::size_t max_body = 1 << 20;
 
 /// A request to send: method, path (with query), headers, body.
 struct http_request_spec {
@@ -248,9 +257,8 @@ inline http_reply exchange(const location& where, const http_request_spec& req, 
     websocketpp::http::parser::response head;
     if (!detail::read_head(w, in, r, head, sent, deadline)) return finish();
     const bool chunked = contains_nocase(r.header("Transfer-Encoding"), "chunked");
-    const std::string length = r.header("Content-Length");
     std::optional<std::size_t> want;
-    if (!chunked && !length.empty()) want = std::stoul(length);
+    if (!chunked) want = r.content_length();
     if (r.status == 204 || r.status == 304 || r.status < 200) want = 0;
     std::string raw;
     for (;;) {
@@ -270,6 +278,10 @@ inline http_reply exchange(const location& where, const http_request_spec& req, 
         in.clear();
         if (r.body.size() > before) r.arrivals.emplace_back(ms_between(sent, clock::now()), r.body.size());
         if (r.complete) return finish();
+        if (r.body.size() + raw.size() > max_body) {
+            r.error = std::make_error_code(std::errc::message_size);
+            return finish();
+        }
         if (std::error_code ec = w.receive(in, deadline)) {
             // A body without framing ends with the connection.
             if (ec == asio::error::eof && !chunked && !want) r.complete = true;
@@ -318,10 +330,9 @@ inline websocket_outcome websocket_probe(const location& where, const std::strin
         // Not upgraded: read what the answer says (herald explains its 426 in the body).
         const auto body_deadline = std::min(deadline, clock::now() + milliseconds(2000));
         o.reply.body = in;
-        while (o.reply.body.size() < 65536 && !w.receive(o.reply.body, body_deadline)) {
-            const std::string length = o.reply.header("Content-Length");
-            if (!length.empty() && o.reply.body.size() >= std::stoul(length)) break;
-        }
+        const auto length = o.reply.content_length();
+        while (o.reply.body.size() < 65536 && !(length && o.reply.body.size() >= *length))
+            if (w.receive(o.reply.body, body_deadline)) break;
         return o;
     }
     if (auto ec = proc.validate_server_handshake_response(req, res)) {
