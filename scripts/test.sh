@@ -37,7 +37,7 @@ run_suite() {  # name, build dir, ctest filter, cmake args...
 
 run_suite "default" "$root/build" ""
 if [[ $quick == 0 ]]; then
-  san_common=(-DHERALD_BUILD_EXAMPLES=OFF -DHERALD_BUILD_BENCHMARKS=OFF -DHERALD_SANITIZED=ON)
+  san_common=(-DHERALD_BUILD_EXAMPLES=OFF -DHERALD_BUILD_BENCHMARKS=OFF -DHERALD_BUILD_TOOLS=OFF -DHERALD_SANITIZED=ON)
   HERALD_STRESS_SCALE=10 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
     run_suite "thread sanitizer" "$root/build-tsan" "^(core|protocol)" "${san_common[@]}" \
       "-DCMAKE_CXX_FLAGS=-fsanitize=thread -Wno-tsan -g -O1"

@@ -8,6 +8,7 @@
 #include <herald/version.hpp>
 #include <herald/detail/client_js.hpp>
 #include <herald/detail/connection.hpp>
+#include <herald/detail/diagnose.hpp>
 #include <herald/detail/server_context.hpp>
 
 #include <asio.hpp>
@@ -265,7 +266,7 @@ private:
             res.body = std::string(detail::client_js);
             return c->respond(r, std::move(res));
         }
-        if (path == "/herald/diagnose") return c->respond(r, http_response::json(200, diagnose(r).dump(2)));
+        if (path == "/herald/diagnose") return detail::serve_diagnose(c, r, diagnose(r));
         bool taken = false;
         std::apply([&](auto&... t) { ((taken = taken || (t && t->serve(c, r))), ...); }, transports_);
         if (taken) return;

@@ -14,9 +14,11 @@
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -143,31 +145,45 @@ public:
     void respond(const http_request& req, http_response&& res, bool keep_alive = true) {
         if (mode_ == mode::closed) return;
         keep_alive = keep_alive && req.keep_alive() && !draining_;
-        std::string head;
-        head.reserve(160 + res.body.size());
-        head += "HTTP/1.1 ";
-        head += std::to_string(res.status);
-        head += ' ';
-        head += http_reason(res.status);
-        head += "\r\nServer: herald\r\nCache-Control: no-store\r\nContent-Type: ";
-        head += res.content_type;
-        head += "\r\nContent-Length: ";
-        head += std::to_string(res.body.size());
-        head += keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n";
-        for (const auto& [k, v] : res.headers) { head += k; head += ": "; head += v; head += "\r\n"; }
-        head += "\r\n";
+        std::string head = response_head(res, keep_alive, "Content-Length: " + std::to_string(res.body.size()));
         if (req.method != "HEAD") head += res.body;
         retire_handler();
         write(std::move(head));
-        if (!keep_alive) { close_when_flushed_ = true; mode_ = mode::finishing; flush(); return; }
-        mode_ = mode::http;
-        since_ = clock::now();
-        // A pipelined request that came while this one was served.
-        if (!pending_.empty()) {
-            std::string p;
-            p.swap(pending_);
-            asio::post(get_executor(), [self = shared_from_this(), p = std::move(p)] { self->feed(p.data(), p.size()); });
-        }
+        next_request(keep_alive);
+    }
+
+    /// Answers the request being served in parts: the head (and `res.body`, if any) now, the
+    /// rest with write_part(), the end with end_parts(). HTTP/1.1 clients get
+    /// `Transfer-Encoding: chunked`; HTTP/1.0 ones (nginx's default to its upstreams) know no
+    /// chunks, so their body ends when the connection closes. Until end_parts(), `h` holds the
+    /// connection as with hold(): it hears of a peer that leaves through on_close().
+    void respond_in_parts(const http_request& req, http_response&& res, std::shared_ptr<stream_handler> h) {
+        if (mode_ == mode::closed) return;
+        chunked_ = req.version != "HTTP/1.0";
+        parts_keep_alive_ = chunked_ && req.keep_alive() && !draining_;
+        write(response_head(res, parts_keep_alive_, chunked_ ? "Transfer-Encoding: chunked" : ""));
+        hold(std::move(h));
+        write_part(res.body);
+    }
+
+    /// Writes one part of a response begun with respond_in_parts().
+    void write_part(std::string_view bytes) {
+        if (mode_ != mode::held || bytes.empty()) return;
+        if (!chunked_) return write(std::string(bytes));
+        char size[20];
+        const int n = std::snprintf(size, sizeof size, "%zx\r\n", bytes.size());
+        std::string chunk(size, static_cast<std::size_t>(n));
+        chunk.append(bytes);
+        chunk += "\r\n";
+        write(std::move(chunk));
+    }
+
+    /// Ends a response begun with respond_in_parts(); the connection goes on to the next request.
+    void end_parts() {
+        if (mode_ != mode::held) return;
+        if (chunked_) write("0\r\n\r\n");
+        retire_handler();
+        next_request(parts_keep_alive_);
     }
 
     /// Hands the connection to a transport for good (WebSocket). `replay` — the request head
@@ -251,6 +267,37 @@ public:
 
 private:
     enum class mode { http, serving, held, upgraded, finishing, closed };
+
+    // The status line and headers of `res`, with `framing` (Content-Length or
+    // Transfer-Encoding; none: the body ends with the connection).
+    static std::string response_head(const http_response& res, bool keep_alive, std::string_view framing) {
+        std::string head;
+        head.reserve(160 + res.body.size());
+        head += "HTTP/1.1 ";
+        head += std::to_string(res.status);
+        head += ' ';
+        head += http_reason(res.status);
+        head += "\r\nServer: herald\r\nCache-Control: no-store\r\nContent-Type: ";
+        head += res.content_type;
+        if (!framing.empty()) { head += "\r\n"; head += framing; }
+        head += keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n";
+        for (const auto& [k, v] : res.headers) { head += k; head += ": "; head += v; head += "\r\n"; }
+        head += "\r\n";
+        return head;
+    }
+
+    // After a response: close once written, or wait for the next request (which may have
+    // come, pipelined, while this one was served).
+    void next_request(bool keep_alive) {
+        if (!keep_alive) { close_when_flushed_ = true; mode_ = mode::finishing; flush(); return; }
+        mode_ = mode::http;
+        since_ = clock::now();
+        if (!pending_.empty()) {
+            std::string p;
+            p.swap(pending_);
+            asio::post(get_executor(), [self = shared_from_this(), p = std::move(p)] { self->feed(p.data(), p.size()); });
+        }
+    }
 
     struct chunk {
         std::string owned;
@@ -364,6 +411,7 @@ private:
 
     mode mode_ = mode::http;
     bool reading_ = false, writing_ = false, close_when_flushed_ = false, draining_ = false;
+    bool chunked_ = false, parts_keep_alive_ = false;  // of a response in parts
     clock::time_point since_;
 
     std::unique_ptr<websocketpp::http::parser::request> request_;
