@@ -29,10 +29,13 @@ run_suite() {  # name, build dir, ctest filter, cmake args...
   set +e
   (cd "$dir" && ctest --output-on-failure -j 1 ${filter:+-R "$filter"} 2>&1) | tee "$log"
   set -e
-  local p f
-  p=$(grep -cE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* +Passed" "$log" || true)
-  f=$(grep -cE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* +(\*\*\*|Failed|Timeout|Exception|Not Run)" "$log" || true)
-  passed=$((passed + p)); failed=$((failed + f))
+  # Every test line that did not pass counts as failed ("***Failed", "***Timeout", "Not Run",
+  # "***Exception: ..."); a run that printed no test line at all counts as one failure.
+  local p t
+  p=$(grep -cE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*[ .]Passed +[0-9.]+ sec" "$log" || true)
+  t=$(grep -cE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: " "$log" || true)
+  passed=$((passed + p)); failed=$((failed + t - p))
+  [[ $t -gt 0 ]] || { echo "no test ran in $name"; failed=$((failed + 1)); }
 }
 
 run_suite "default" "$root/build" ""
