@@ -21,8 +21,12 @@ import path from 'node:path';
 
 export const nginxBinary = process.env.HERALD_NGINX || '/usr/sbin/nginx';
 
+// `upstream` is one herald's port, or a list of ports: then nginx balances them round robin
+// (no sticky sessions), as in front of a cluster.
+const target = (upstream) => (Array.isArray(upstream) ? 'herald_cluster' : `127.0.0.1:${upstream}`);
+
 const common = (upstream) => `
-        proxy_pass http://127.0.0.1:${upstream};
+        proxy_pass http://${target(upstream)};
         proxy_set_header Host $http_host;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;`;
@@ -65,7 +69,7 @@ export const modes = {
     }`,
 };
 
-export function config(dir, port, locations) {
+export function config(dir, port, locations, upstream) {
   const tmp = (name) => path.join(dir, 'tmp', name);
   return `daemon off;
 worker_processes 1;
@@ -73,7 +77,11 @@ pid ${path.join(dir, 'nginx.pid')};
 error_log ${path.join(dir, 'error.log')} warn;
 events { worker_connections 256; }
 http {
-    access_log ${path.join(dir, 'access.log')};
+    log_format herald '$request_uri $status $upstream_addr';
+    access_log ${path.join(dir, 'access.log')} herald;${Array.isArray(upstream) ? `
+    upstream herald_cluster {${upstream.map((p) => `
+        server 127.0.0.1:${p} max_fails=1 fail_timeout=5s;`).join('')}
+    }` : ''}
     client_body_temp_path ${tmp('body')};
     proxy_temp_path ${tmp('proxy')};
     fastcgi_temp_path ${tmp('fastcgi')};
@@ -107,7 +115,8 @@ function accepts(port) {
 }
 
 /**
- * Starts nginx in `mode` in front of herald at 127.0.0.1:`upstreamPort`; resolves once it
+ * Starts nginx in `mode` in front of herald at 127.0.0.1:`upstreamPort` (or round robin over a
+ * list of ports); resolves once it
  * accepts connections. `stop()` ends it and removes its directory (logs are printed on a
  * failed start).
  */
@@ -121,7 +130,7 @@ export async function startNginx(mode, upstreamPort) {
     fs.mkdirSync(path.join(dir, 'tmp'));
     const port = await freePort();
     const conf = path.join(dir, 'nginx.conf');
-    fs.writeFileSync(conf, config(dir, port, locations(upstreamPort)));
+    fs.writeFileSync(conf, config(dir, port, locations(upstreamPort), upstreamPort));
     const child = spawn(nginxBinary, ['-p', dir, '-c', conf, '-e', path.join(dir, 'error.log')],
       { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
@@ -138,6 +147,7 @@ export async function startNginx(mode, upstreamPort) {
         url: `http://127.0.0.1:${port}`,
         ws: `ws://127.0.0.1:${port}/herald/ws`,
         log: () => fs.readFileSync(path.join(dir, 'error.log'), 'utf8'),
+        accessLog: () => fs.readFileSync(path.join(dir, 'access.log'), 'utf8'),
         async stop() {
           if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
           const t = setTimeout(() => child.kill('SIGKILL'), 5000);
