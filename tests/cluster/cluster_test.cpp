@@ -296,7 +296,7 @@ TEST_CASE("faults: Redis connections dropped under load, history kept: subscribe
     CHECK(a.redis.stats().connects >= 2);
 }
 
-TEST_CASE("faults: Redis killed and restarted under load: errors, never silence; new epoch, recovered false") {
+TEST_CASE("faults: Redis killed and restarted empty under load: errors not silence, a new epoch, recovered false") {
     redis_process redis;
     server a(redis.port()), b(redis.port());
     REQUIRE(a.redis.wait_connected(5s));

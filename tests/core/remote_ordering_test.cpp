@@ -283,7 +283,7 @@ TEST_CASE("remote ordering: a repair and a late subscribe at once, both streams 
     CHECK(rb.subscribed().size() == 1);
 }
 
-TEST_CASE("remote ordering: a failed fetch answers the subscribe with an error; the repair waits for resync") {
+TEST_CASE("remote ordering: a failed fetch answers the subscribe with an error, a failed repair waits for resync") {
     setup t;
     t.world->fail_fetches = true;
     auto c = t.mem.connect();
