@@ -2,57 +2,100 @@
 #pragma once
 
 #include <herald/frame.hpp>
+#include <herald/options.hpp>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace herald {
 
 /// Called once a publish is ordered (with the message's position) or has failed.
 using publish_handler = std::function<void(std::error_code, position)>;
 
-/// The hub, as a backplane sees it.
+/// What a backplane knows of one channel's stream, read at one moment.
+struct fetch_result {
+    /// The channel's head when read: its epoch and last offset. A channel never published to
+    /// gets its epoch now (and offset 0), so that every server names the stream alike.
+    position head;
+    /// With `since` and `recovered`: every message after `since` up to `head`, in offset order.
+    std::vector<frame_ptr> messages;
+    /// False when `since` is in another epoch, past the head, or older than the history holds;
+    /// `messages` is empty then (a partial replay would be a silent gap).
+    bool recovered = true;
+};
+
+/// Called once a fetch has read the channel, or has failed.
+using fetch_handler = std::function<void(std::error_code, fetch_result)>;
+
+/// The hub, as a backplane sees it. A backplane that orders channels in this process (the
+/// local one) calls `order_and_deliver` and `read_history`; one that orders elsewhere (Redis)
+/// calls `deliver` and `resync`.
 class backplane_sink {
 public:
-    /// For a backplane that lets this process order its channels (the local one): assigns
-    /// the next offset of `channel` in its current epoch, keeps the message in the history
-    /// and delivers it to this server's subscribers, all under the channel's lock.
+    /// Local ordering: assigns the next offset of `channel` in its current epoch, keeps the
+    /// message in the hub's history and delivers it to this server's subscribers, all under the
+    /// channel's lock.
     virtual position order_and_deliver(std::string_view channel, std::string_view data, std::error_code& ec) = 0;
 
-    /// For a backplane that orders elsewhere (Redis): delivers a message ordered by the
-    /// backplane. Messages of one channel must come in offset order; an offset already seen
-    /// is dropped, an epoch change starts the channel's history anew.
-    virtual void deliver(std::string_view channel, const position& pos, std::string_view data) = 0;
+    /// Local ordering: the channel's head and, after `since`, what the hub's history holds.
+    virtual fetch_result read_history(std::string_view channel, const std::optional<position>& since) = 0;
+
+    /// Remote ordering: a message ordered by the backplane. Messages of one channel come in
+    /// offset order; the hub drops an offset it has, and re-fetches (`fetch`) when it sees a
+    /// gap or another epoch. @returns false when no session of this server follows the channel
+    /// any more: the backplane may stop delivering it.
+    virtual bool deliver(std::string_view channel, const position& pos, std::string_view data) = 0;
+
+    /// Remote ordering: the backplane may have missed messages of `channel` (its connection
+    /// dropped and is back); the hub re-fetches what its sessions miss. @returns false as deliver.
+    virtual bool resync(std::string_view channel) = 0;
+
+    /// Remote ordering: whether a session of this server follows `channel` (or waits for its
+    /// fetch). A backplane asks now and then, to stop delivering quiet channels nobody follows.
+    virtual bool following(std::string_view channel) = 0;
+
+    /// The hub's history bounds (count, age), for a backplane that keeps the history itself.
+    virtual history_options history_limits() const = 0;
+    /// The hub's log_function (a copy: a backplane may log after detach).
+    virtual log_function logger() const = 0;
 
 protected:
     ~backplane_sink() = default;
 };
 
 /// Backplane requirements. A type `B` is a Backplane when, for `b` of type `B`, `s` a
-/// `backplane_sink&`, `c` and `d` of type `std::string`, and `h` a `publish_handler`:
+/// `backplane_sink&`, `c` and `d` of type `std::string`, `since` a `std::optional<position>`,
+/// `h` a `publish_handler` and `f` a `fetch_handler`:
 ///
-/// | expression            | meaning                                                               |
-/// |-----------------------|-----------------------------------------------------------------------|
-/// | `b.attach(s)`         | called once by the hub before any publish; `s` outlives the backplane's use |
-/// | `b.publish(c, d, h)`  | order `d` on channel `c` (offset, epoch), keep it in the history, deliver it to every server's sink, then call `h(ec, position)` — `h` may run before `publish` returns, or later on another thread; when the engine is unreachable `h` gets `error::backplane_unavailable` and nothing is delivered |
-/// | `b.detach()`          | no call into the sink after it returns                                |
-/// | `B::name`             | a `static constexpr std::string_view`, for logs and metrics           |
+/// | expression                 | meaning                                                          |
+/// |----------------------------|------------------------------------------------------------------|
+/// | `B::name`                  | `static constexpr std::string_view`, for logs and metrics        |
+/// | `B::orders_locally`        | `static constexpr bool`: true when the hub orders channels itself (the backplane calls `order_and_deliver` and `read_history`), false when the backplane orders them (it calls `deliver` and `resync`) |
+/// | `b.attach(s)`              | called once by the hub before any other call; `s` outlives the backplane's use of it |
+/// | `b.publish(c, d, h)`       | order `d` on channel `c` (offset, epoch), keep it in the history, deliver it to every server's sink that follows `c`, then call `h(ec, position)`. `h` may run before `publish` returns, or later on another thread. When the engine is known to be unreachable `h` gets `error::backplane_unavailable` at once, and nothing is delivered; a publish under way when the engine goes away gets an error too: `h` is always called, once |
+/// | `b.fetch(c, since, f)`     | read `c`'s head and, with `since`, the messages after it (fetch_result), then call `f(ec, result)`, once, at once or later on another thread. From the moment the head is read, every message ordered after it reaches the sink's `deliver` (remote ordering), until `deliver`, `resync` or `following` returns false for `c`; if the backplane may have missed some, it calls `resync(c)` once it is back. On failure (`backplane_unavailable`, `timed_out`, `shutting_down`) the result is empty |
+/// | `b.detach()`               | no call into the sink and no handler after it returns; handlers still pending get `error::shutting_down` before it returns |
 ///
-/// `publish` may be called from any thread, concurrently.
+/// `publish` and `fetch` may be called from any thread, concurrently, also from within a
+/// handler or a sink call.
 template <class B, class = void>
 struct is_backplane : std::false_type {};
 
 template <class B>
-struct is_backplane<B, std::void_t<decltype(std::declval<B&>().attach(std::declval<backplane_sink&>())),
-                                   decltype(std::declval<B&>().publish(std::declval<std::string>(),
-                                                                       std::declval<std::string>(),
-                                                                       std::declval<publish_handler>())),
-                                   decltype(std::declval<B&>().detach()),
-                                   decltype(std::string_view(B::name))>> : std::true_type {};
+struct is_backplane<
+    B, std::void_t<decltype(std::string_view(B::name)), decltype(bool(B::orders_locally)),
+                   decltype(std::declval<B&>().attach(std::declval<backplane_sink&>())),
+                   decltype(std::declval<B&>().publish(std::declval<std::string>(), std::declval<std::string>(),
+                                                       std::declval<publish_handler>())),
+                   decltype(std::declval<B&>().fetch(std::declval<std::string>(), std::declval<std::optional<position>>(),
+                                                     std::declval<fetch_handler>())),
+                   decltype(std::declval<B&>().detach())>> : std::true_type {};
 
 template <class B>
 inline constexpr bool is_backplane_v = is_backplane<B>::value;
@@ -60,11 +103,12 @@ inline constexpr bool is_backplane_v = is_backplane<B>::value;
 namespace backplane {
 
 /// The embedded default: one process, nothing else installed. The hub orders each channel
-/// itself; history lives in the hub's memory, so a restart begins new epochs (clients are
-/// told `recovered: false` and resync).
+/// itself and answers fetches from its own history, synchronously; a restart begins new epochs
+/// (clients are told `recovered: false` and resync).
 class local {
 public:
     static constexpr std::string_view name = "local";
+    static constexpr bool orders_locally = true;
 
     void attach(backplane_sink& sink) noexcept { sink_ = &sink; }
     void detach() noexcept { sink_ = nullptr; }
@@ -73,6 +117,10 @@ public:
         std::error_code ec;
         position pos = sink_->order_and_deliver(channel, data, ec);
         done(ec, std::move(pos));
+    }
+
+    void fetch(std::string channel, std::optional<position> since, fetch_handler done) {
+        done({}, sink_->read_history(channel, since));
     }
 
 private:

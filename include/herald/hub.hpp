@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -41,6 +42,7 @@ struct hub_stats {
     std::uint64_t deliveries = 0;      ///< frames queued to subscribers (replays included)
     std::uint64_t slow_consumers = 0;  ///< sessions closed for a full queue
     std::uint64_t publish_errors = 0;  ///< publishes refused (bad input, backplane down)
+    std::uint64_t refetches = 0;       ///< remote backplane: channels re-fetched after a gap, an epoch change or a reconnect
     std::uint64_t sessions = 0;        ///< open now
     std::uint64_t channels = 0;        ///< held now (with subscribers or history)
 };
@@ -62,7 +64,7 @@ public:
 
     /// A hub on the given backplane. @tparam Backplane meets the Backplane requirements.
     template <class Backplane>
-    hub(hub_options opts, Backplane bp) : opts_(std::move(opts)) {
+    hub(hub_options opts, Backplane bp) : opts_(std::move(opts)), orders_here_(Backplane::orders_locally) {
         static_assert(is_backplane_v<Backplane>, "herald: Backplane type requirements not met (see backplane.hpp)");
         backplane_ = std::make_unique<backplane_model<Backplane>>(std::move(bp));
         backplane_->attach(*this);
@@ -90,7 +92,9 @@ public:
 
     /// Publishes `data` (one JSON value, embedded in frames as is) to `channel`.
     /// @returns the message's position; on failure `ec` is invalid_channel, invalid_payload,
-    /// payload_too_large, backplane_unavailable or timed_out, and nothing was delivered.
+    /// payload_too_large or backplane_unavailable, and nothing was delivered, or timed_out: the
+    /// backplane did not confirm in time (publish_timeout, or a remote backplane that lost its
+    /// connection with the publish under way), and the message may be delivered all the same.
     position publish(std::string_view channel, std::string_view data, std::error_code& ec) {
         ec.clear();
         struct waiter {
@@ -126,7 +130,8 @@ public:
     }
 
     /// Publishes without waiting: `done(ec, position)` runs once the backplane ordered the
-    /// message (at once with the local backplane, on the calling thread) or refused it.
+    /// message (at once with the local backplane, on the calling thread; on the backplane's
+    /// thread with a remote one) or refused it; always once. Errors as for publish().
     void async_publish(std::string channel, std::string data, publish_handler done) {
         if (std::error_code ec = check_publish(channel, data)) {
             publish_errors_.fetch_add(1, std::memory_order_relaxed);
@@ -139,8 +144,9 @@ public:
         });
     }
 
-    /// The channel's current position (its epoch and last offset); a channel never
-    /// published to has a fresh epoch and offset 0.
+    /// The channel's current position (its epoch and last offset) as this server knows it; a
+    /// channel never published to has a fresh epoch and offset 0. With a remote backplane, the
+    /// position of a channel no local session follows is not known here: a subscribe asks.
     position head(std::string_view channel) {
         auto [ch, lock] = acquire(channel);
         return {ch->epoch, ch->head};
@@ -171,6 +177,12 @@ public:
     /// `since` is given and the history still holds everything after it, the missed messages,
     /// then live ones. `recovered` is false when `since` is in another epoch or older than
     /// the history. Subscribing again to a followed channel re-runs the resume from `since`.
+    ///
+    /// The answer comes from the backplane's fetch: at once with the local backplane (the
+    /// frames are queued when subscribe returns), a round trip later with a remote one. Until
+    /// then the session waits in a recovering state that holds the live messages, so that the
+    /// replay and the live stream meet with no gap and no duplicate. A fetch that fails queues
+    /// an `error` frame (backplane_unavailable) instead, and the session does not follow the channel.
     /// @returns forbidden, invalid_channel, too_many_subscriptions or session_closed, and
     /// then queues nothing.
     std::error_code subscribe(const session_ptr& s, std::string_view channel, std::optional<position> since = {},
@@ -182,22 +194,15 @@ public:
         s->add_channel(name, ec);
         if (ec) return ec;
 
-        auto [ch, lock] = acquire(channel);
-        std::vector<frame_ptr> replay;
-        bool recovered = true;
-        if (since) {
-            recovered = since->epoch == ch->epoch && ch->log.since(since->offset, ch->head, replay);
-            if (!recovered) replay.clear();
+        const std::uint64_t token = next_token_.fetch_add(1, std::memory_order_relaxed) + 1;
+        {
+            auto [ch, lock] = acquire(channel);
+            drop_subscriber(*ch, s.get());  // a resubscribe starts over from `since`
+            ch->recovering.push_back({s, token, request_id, ch->held.size()});
         }
-        auto it = std::find_if(ch->subs.begin(), ch->subs.end(), [&](const subscriber& x) { return x.s.get() == s.get(); });
-        if (it == ch->subs.end()) {
-            ch->subs.push_back({s, ch->head});
-        } else {
-            it->delivered = ch->head;
-        }
-        s->push_forced(protocol::make_subscribed(name, {ch->epoch, ch->head}, recovered, request_id));
-        for (auto& f : replay) s->push_forced(std::move(f));
-        deliveries_.fetch_add(replay.size(), std::memory_order_relaxed);
+        backplane_->fetch(name, std::move(since), [this, name, token](std::error_code e, fetch_result r) {
+            finish_subscribe(name, token, e, std::move(r));
+        });
         return {};
     }
 
@@ -252,7 +257,7 @@ public:
                 ch.subs.erase(std::remove_if(ch.subs.begin(), ch.subs.end(),
                                              [](const subscriber& x) { return x.s->closed(); }),
                               ch.subs.end());
-                if (ch.subs.empty() && ch.log.empty()) {
+                if (ch.subs.empty() && ch.recovering.empty() && !ch.repairing && ch.log.empty()) {
                     ch.dead = true;
                     it = sh.map.erase(it);
                 } else {
@@ -268,6 +273,7 @@ public:
         st.deliveries = deliveries_.load(std::memory_order_relaxed);
         st.slow_consumers = slow_consumers_.load(std::memory_order_relaxed);
         st.publish_errors = publish_errors_.load(std::memory_order_relaxed);
+        st.refetches = refetches_.load(std::memory_order_relaxed);
         st.sessions = sessions_.load(std::memory_order_relaxed);
         for (auto& sh : shards_) {
             std::shared_lock<std::shared_mutex> lock(sh.mu);
@@ -282,14 +288,34 @@ private:
         std::uint64_t delivered;  // last offset queued to it: nothing at or below goes again
     };
 
+    // A subscribe waiting for its fetch. Live messages meanwhile go to channel_state::held.
+    struct pending_subscriber {
+        session_ptr s;
+        std::uint64_t token;       // its fetch
+        std::uint64_t request_id;  // echoed in `subscribed`
+        std::size_t held_from;     // held[held_from..] arrived after it registered
+    };
+
     struct channel_state {
-        explicit channel_state(const history_options& h) : log(h) {}
+        channel_state(const history_options& h, bool ordered_here) : known(ordered_here), log(h) {}
         std::mutex mu;
         bool dead = false;  // swept: look the channel up again
+        // {epoch, head}: the last message given to the live subscribers. With a remote backplane
+        // it is `known` only while someone follows the channel here; it is set by a fetch, then
+        // advanced by each contiguous message.
+        bool known;
         std::string epoch = detail::make_epoch();
         std::uint64_t head = 0;
-        history log;
+        history log;  // local ordering only: a remote backplane keeps the history
         std::vector<subscriber> subs;
+        std::vector<pending_subscriber> recovering;
+        // Remote ordering: a gap or another epoch in the live stream stops it until a re-fetch
+        // from {epoch, head} fills it (or tells the subscribers `recovered: false`).
+        bool repairing = false;
+        std::uint64_t repair_token = 0;
+        std::size_t repair_from = 0;  // held[repair_from..] came after the repair's fetch began
+        // Every message that came while someone recovers or a repair runs, in arrival order.
+        std::vector<frame_ptr> held;
     };
 
     struct shard {
@@ -304,6 +330,7 @@ private:
         virtual void attach(backplane_sink&) = 0;
         virtual void detach() = 0;
         virtual void publish(std::string, std::string, publish_handler) = 0;
+        virtual void fetch(std::string, std::optional<position>, fetch_handler) = 0;
         virtual std::string_view name() const noexcept = 0;
     };
     template <class B>
@@ -312,6 +339,9 @@ private:
         void attach(backplane_sink& s) override { bp.attach(s); }
         void detach() override { bp.detach(); }
         void publish(std::string c, std::string d, publish_handler h) override { bp.publish(std::move(c), std::move(d), std::move(h)); }
+        void fetch(std::string c, std::optional<position> since, fetch_handler h) override {
+            bp.fetch(std::move(c), std::move(since), std::move(h));
+        }
         std::string_view name() const noexcept override { return B::name; }
         B bp;
     };
@@ -341,8 +371,14 @@ private:
         return shards_[std::hash<std::string_view>{}(channel) % shards_.size()];
     }
 
+    using locked_channel = std::pair<std::shared_ptr<channel_state>, std::unique_lock<std::mutex>>;
+
     /// The channel's state, created if need be, locked.
-    std::pair<std::shared_ptr<channel_state>, std::unique_lock<std::mutex>> acquire(std::string_view channel) {
+    locked_channel acquire(std::string_view channel) { return lock_channel(channel, true); }
+    /// The channel's state if it exists, locked; empty otherwise.
+    locked_channel find(std::string_view channel) { return lock_channel(channel, false); }
+
+    locked_channel lock_channel(std::string_view channel, bool create) {
         shard& sh = shard_for(channel);
         for (;;) {
             std::shared_ptr<channel_state> ch;
@@ -351,10 +387,11 @@ private:
                 auto it = sh.map.find(std::string(channel));
                 if (it != sh.map.end()) ch = it->second;
             }
+            if (!ch && !create) return {};
             if (!ch) {
                 std::unique_lock<std::shared_mutex> lock(sh.mu);
                 auto& slot = sh.map[std::string(channel)];
-                if (!slot) slot = std::make_shared<channel_state>(opts_.history);
+                if (!slot) slot = std::make_shared<channel_state>(opts_.history, orders_here_);
                 ch = slot;
             }
             std::unique_lock<std::mutex> lock(ch->mu);
@@ -384,7 +421,206 @@ private:
         deliveries_.fetch_add(n, std::memory_order_relaxed);
     }
 
-    // backplane_sink
+    // ---- subscribing: one mechanism for every backplane -----------------------------------
+    //
+    // A subscribe registers the session as `recovering` and asks the backplane to fetch the
+    // channel (head, and the messages after `since`). Live messages that arrive meanwhile are
+    // kept in `held`. When the fetch completes, under the channel's lock, the session gets
+    // `subscribed`, the replay, then the held messages that follow the replay, and turns live:
+    // from then on fan_out gives it every message past the last one it was given.
+    //
+    // With a remote backplane the live stream itself is checked: a message that is not the
+    // next one (a gap: Redis dropped the connection; or another epoch: Redis lost the data)
+    // stops the stream and starts a repair, a fetch from the channel's position. The repair
+    // either fills the gap or tells every live subscriber `recovered: false`. Never a silent gap.
+
+    struct repair {
+        position since;
+        std::uint64_t token;
+    };
+
+    static void drop_subscriber(channel_state& ch, const session* s) {
+        ch.subs.erase(std::remove_if(ch.subs.begin(), ch.subs.end(), [s](const subscriber& x) { return x.s.get() == s; }),
+                      ch.subs.end());
+        ch.recovering.erase(std::remove_if(ch.recovering.begin(), ch.recovering.end(),
+                                           [s](const pending_subscriber& x) { return x.s.get() == s; }),
+                            ch.recovering.end());
+    }
+
+    /// Forgets the held messages once nobody needs them.
+    static void settle(channel_state& ch) {
+        if (ch.recovering.empty() && !ch.repairing) ch.held.clear();
+    }
+
+    /// Remote ordering: whether any session here follows the channel. When none does, the
+    /// position is forgotten (the backplane stops delivering it; the next subscribe fetches).
+    static bool followed(channel_state& ch) {
+        if (!ch.subs.empty() || !ch.recovering.empty()) return true;
+        ch.known = false;
+        ch.repairing = false;
+        settle(ch);
+        return false;
+    }
+
+    void remove_subscriber(const std::string& channel, const session* s) {
+        auto [ch, lock] = find(channel);
+        if (!ch) return;
+        drop_subscriber(*ch, s);
+        settle(*ch);
+    }
+
+    void finish_subscribe(const std::string& name, std::uint64_t token, std::error_code ec, fetch_result r) {
+        std::optional<repair> rep;
+        {
+            auto [ch, lock] = find(name);
+            if (!ch) return;
+            auto it = std::find_if(ch->recovering.begin(), ch->recovering.end(),
+                                   [token](const pending_subscriber& x) { return x.token == token; });
+            if (it == ch->recovering.end()) return;  // unsubscribed, closed or subscribed again meanwhile
+            pending_subscriber p = std::move(*it);
+            ch->recovering.erase(it);
+            if (ec) {
+                p.s->remove_channel(name);
+                p.s->push(protocol::make_error(ec, name, p.request_id));
+            } else {
+                rep = join(*ch, name, p, r);
+            }
+            settle(*ch);
+        }
+        if (rep) refetch(name, std::move(*rep));
+    }
+
+    /// Queues `subscribed`, the replay and the held messages that follow it, then makes the
+    /// session live. The channel is locked. @returns a repair to start, if one is needed.
+    std::optional<repair> join(channel_state& ch, const std::string& name, const pending_subscriber& p, fetch_result& r) {
+        if (!orders_here_ && ch.subs.empty()) {  // nobody is live here: this fetch sets the position
+            ch.known = false;
+            ch.repairing = false;
+        }
+        std::optional<repair> rep;
+        std::vector<frame_ptr> out;
+        std::uint64_t delivered = r.head.offset;
+        if (ch.known && r.head.epoch != ch.epoch) {
+            // The fetch and the live stream name different streams: the backplane lost the
+            // channel in between. The live position stands; a repair settles which is current.
+            out.push_back(protocol::make_subscribed(name, {ch.epoch, ch.head}, false, p.request_id));
+            delivered = ch.head;
+            if (!ch.repairing) rep = start_repair(ch);
+        } else {
+            out.push_back(protocol::make_subscribed(name, r.head, r.recovered, p.request_id));
+            out.insert(out.end(), std::make_move_iterator(r.messages.begin()), std::make_move_iterator(r.messages.end()));
+            bool past_gap = false;  // a held message that does not follow: the live stream broke
+            for (std::size_t i = p.held_from; i < ch.held.size(); ++i) {
+                const frame_ptr& f = ch.held[i];
+                if (f->pos.epoch == r.head.epoch && f->pos.offset <= delivered) continue;
+                if (f->pos.epoch == r.head.epoch && f->pos.offset == delivered + 1 && !past_gap) {
+                    out.push_back(f);
+                    ++delivered;
+                } else {
+                    past_gap = true;
+                }
+            }
+            if (!ch.known) {
+                ch.known = true;
+                ch.epoch = r.head.epoch;
+                ch.head = delivered;
+                if (past_gap) rep = start_repair(ch);
+            } else if (delivered < ch.head) {
+                // The backplane broke its promise (a message after the head it read did not
+                // come): tell the client rather than leave a silent gap.
+                out.clear();
+                out.push_back(protocol::make_subscribed(name, {ch.epoch, ch.head}, false, p.request_id));
+                delivered = ch.head;
+            }
+        }
+        deliveries_.fetch_add(out.size() - 1, std::memory_order_relaxed);
+        for (frame_ptr& f : out) p.s->push_forced(std::move(f));
+        ch.subs.push_back({p.s, delivered});
+        return rep;
+    }
+
+    /// Stops a remote channel's live stream until a fetch from its position fills the gap.
+    /// Messages from held[held.size()..] on are the repair's to replay.
+    repair start_repair(channel_state& ch) {
+        ch.repairing = true;
+        ch.repair_token = next_token_.fetch_add(1, std::memory_order_relaxed) + 1;
+        ch.repair_from = ch.held.size();
+        refetches_.fetch_add(1, std::memory_order_relaxed);
+        return {{ch.epoch, ch.head}, ch.repair_token};
+    }
+
+    void refetch(const std::string& name, repair r) {
+        backplane_->fetch(name, std::move(r.since), [this, name, token = r.token](std::error_code ec, fetch_result res) {
+            finish_repair(name, token, ec, std::move(res));
+        });
+    }
+
+    /// Remote ordering: gives the live subscribers `f` if it is the next message, drops it if
+    /// they had it, and otherwise starts a repair. The channel is locked.
+    std::optional<repair> accept_live(channel_state& ch, const frame_ptr& f) {
+        if (!ch.known || ch.repairing) return std::nullopt;  // in `held`: a fetch will place it
+        if (f->pos.epoch == ch.epoch) {
+            if (f->pos.offset <= ch.head) return std::nullopt;
+            if (f->pos.offset == ch.head + 1) {
+                ch.head = f->pos.offset;
+                fan_out(ch, f);
+                published_.fetch_add(1, std::memory_order_relaxed);
+                return std::nullopt;
+            }
+        }
+        return start_repair(ch);
+    }
+
+    void finish_repair(const std::string& name, std::uint64_t token, std::error_code ec, fetch_result r) {
+        std::optional<repair> rep;
+        std::string note;
+        {
+            auto [ch, lock] = find(name);
+            if (!ch || !ch->repairing || ch->repair_token != token) return;
+            ch->repairing = false;
+            // Gives `f` to the live stream; held[next..] are still to come if it breaks again.
+            auto feed = [&](const frame_ptr& f, std::size_t next) {
+                if (auto again = accept_live(*ch, f); again && !rep) {
+                    rep = std::move(again);
+                    ch->repair_from = next;
+                }
+            };
+            const std::size_t from = ch->repair_from;
+            if (ec) {
+                // The sessions stay subscribed and wait: the backplane resyncs the channel when
+                // it is back, and the next message tries again.
+                note = "herald: re-fetch of channel " + name + " failed (" + ec.message() + "); its subscribers wait";
+            } else {
+                std::string stale;  // the epoch the backplane lost: its held messages are void
+                if (r.recovered && r.head.epoch == ch->epoch) {
+                    for (const frame_ptr& f : r.messages) feed(f, from);
+                } else {
+                    note = "herald: channel " + name + " lost history (" + ch->epoch + ":" + std::to_string(ch->head) +
+                           " -> " + r.head.epoch + ":" + std::to_string(r.head.offset) + "); " +
+                           std::to_string(ch->subs.size()) + " subscriber(s) told to resync";
+                    stale = std::exchange(ch->epoch, r.head.epoch);
+                    ch->head = r.head.offset;
+                    const frame_ptr resync = protocol::make_subscribed(name, r.head, false);
+                    for (subscriber& sub : ch->subs) {
+                        sub.delivered = r.head.offset;
+                        sub.s->push_forced(resync);
+                    }
+                }
+                for (std::size_t i = from; i < ch->held.size(); ++i)
+                    if (ch->held[i]->pos.epoch != stale) feed(ch->held[i], i + 1);
+            }
+            settle(*ch);
+        }
+        if (!note.empty()) log(log_level::warning, note);
+        if (rep) refetch(name, std::move(*rep));
+    }
+
+    void log(log_level level, const std::string& text) const {
+        if (opts_.log) opts_.log(level, text);
+    }
+
+    // ---- backplane_sink ------------------------------------------------------------------
+
     position order_and_deliver(std::string_view channel, std::string_view data, std::error_code& ec) override {
         ec.clear();
         auto [ch, lock] = acquire(channel);
@@ -392,39 +628,64 @@ private:
         frame_ptr f = protocol::make_message(std::string(channel), pos, data);
         ch->head = pos.offset;
         ch->log.append(f, f->created);
+        if (!ch->recovering.empty()) ch->held.push_back(f);
         fan_out(*ch, f);
         published_.fetch_add(1, std::memory_order_relaxed);
         return pos;
     }
 
-    void deliver(std::string_view channel, const position& pos, std::string_view data) override {
+    fetch_result read_history(std::string_view channel, const std::optional<position>& since) override {
         auto [ch, lock] = acquire(channel);
-        if (pos.epoch != ch->epoch) {
-            ch->epoch = pos.epoch;
-            ch->log = history(opts_.history);
-            for (subscriber& sub : ch->subs) sub.delivered = 0;
-        } else if (pos.offset <= ch->head) {
-            return;  // already have it
+        fetch_result r;
+        r.head = {ch->epoch, ch->head};
+        if (since) {
+            r.recovered = since->epoch == ch->epoch && ch->log.since(since->offset, ch->head, r.messages);
+            if (!r.recovered) r.messages.clear();
         }
-        frame_ptr f = protocol::make_message(std::string(channel), pos, data);
-        ch->head = pos.offset;
-        ch->log.append(f, f->created);
-        fan_out(*ch, f);
-        published_.fetch_add(1, std::memory_order_relaxed);
+        return r;
     }
 
-    void remove_subscriber(const std::string& channel, const session* s) {
-        auto [ch, lock] = acquire(channel);
-        ch->subs.erase(std::remove_if(ch->subs.begin(), ch->subs.end(), [s](const subscriber& x) { return x.s.get() == s; }),
-                       ch->subs.end());
+    bool deliver(std::string_view channel, const position& pos, std::string_view data) override {
+        std::optional<repair> rep;
+        {
+            auto [ch, lock] = find(channel);
+            if (!ch || !followed(*ch)) return false;
+            frame_ptr f = protocol::make_message(std::string(channel), pos, data);
+            if (!ch->recovering.empty() || ch->repairing) ch->held.push_back(f);
+            rep = accept_live(*ch, f);
+        }
+        if (rep) refetch(std::string(channel), std::move(*rep));
+        return true;
     }
+
+    bool resync(std::string_view channel) override {
+        std::optional<repair> rep;
+        {
+            auto [ch, lock] = find(channel);
+            if (!ch || !followed(*ch)) return false;
+            if (ch->known && !ch->repairing && !ch->subs.empty()) rep = start_repair(*ch);
+        }
+        if (rep) refetch(std::string(channel), std::move(*rep));
+        return true;
+    }
+
+    bool following(std::string_view channel) override {
+        auto [ch, lock] = find(channel);
+        return ch && followed(*ch);
+    }
+
+    history_options history_limits() const override { return opts_.history; }
+    log_function logger() const override { return opts_.log; }
 
     hub_options opts_;
+    const bool orders_here_;  // Backplane::orders_locally
     std::unique_ptr<backplane_concept> backplane_;
     std::shared_ptr<const authorizer_concept> authorizer_;
     std::array<shard, 64> shards_;
 
-    std::atomic<std::uint64_t> published_{0}, deliveries_{0}, slow_consumers_{0}, publish_errors_{0}, sessions_{0};
+    std::atomic<std::uint64_t> published_{0}, deliveries_{0}, slow_consumers_{0}, publish_errors_{0}, sessions_{0},
+        refetches_{0};
+    std::atomic<std::uint64_t> next_token_{0};  // names one fetch: subscribe or repair
 };
 
 } // namespace herald

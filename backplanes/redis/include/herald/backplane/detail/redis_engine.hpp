@@ -1,0 +1,683 @@
+// herald — detail: the Redis backplane's engine. Two hiredis connections (commands; pub/sub)
+// driven on one Asio strand, a table of requests awaiting their answer, and the link's state
+// machine: connecting -> connected -> reconnecting (backoff) -> connected ...
+#pragma once
+
+#include <herald/backplane.hpp>
+#include <herald/error.hpp>
+#include <herald/frame.hpp>
+#include <herald/options.hpp>
+#include <herald/protocol.hpp>
+#include <herald/backplane/redis_options.hpp>
+#include <herald/backplane/detail/redis_asio.hpp>
+#include <herald/backplane/detail/redis_scripts.hpp>
+#include <herald/detail/random.hpp>
+
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace herald::detail {
+
+class redis_engine : public std::enable_shared_from_this<redis_engine> {
+public:
+    using clock = std::chrono::steady_clock;
+    using state = backplane::redis_state;
+
+    redis_engine(asio::io_context& io, backplane::redis_options opts)
+        : io_(io), strand_(asio::make_strand(io)), timer_(strand_), opts_(std::move(opts)), backoff_(opts_.reconnect_min) {}
+
+    ~redis_engine() {  // only when shutdown never ran (the io_context stopped first)
+        close_connections();
+    }
+
+    redis_engine(const redis_engine&) = delete;
+    redis_engine& operator=(const redis_engine&) = delete;
+
+    // ---- called by the hub, from any thread ----------------------------------------------
+
+    void attach(backplane_sink& sink) {
+        {
+            std::lock_guard<std::mutex> lock(sink_mu_);
+            sink_ = &sink;
+            limits_ = sink.history_limits();
+            log_ = sink.logger();
+        }
+        set_state(state::connecting);
+        asio::post(strand_, [self = shared_from_this()] {
+            self->connect();
+            self->tick();
+        });
+    }
+
+    void detach() {
+        {
+            std::lock_guard<std::mutex> lock(sink_mu_);
+            sink_ = nullptr;
+            {
+                std::lock_guard<std::mutex> l(mu_);
+                stopped_ = true;
+            }
+            fail_all_locked(error::shutting_down);
+        }
+        set_state(state::stopped);
+        if (strand_.running_in_this_thread()) return shutdown();
+        // Close the connections now if the loop runs; else the destructor does.
+        if (io_.stopped()) return;
+        auto done = std::make_shared<std::promise<void>>();
+        std::future<void> closed = done->get_future();
+        asio::post(strand_, [self = shared_from_this(), done] {
+            self->shutdown();
+            done->set_value();
+        });
+        closed.wait_for(std::chrono::seconds(2));
+    }
+
+    void publish(std::string channel, std::string data, publish_handler done) {
+        auto r = std::make_shared<request>();
+        r->channel = std::move(channel);
+        r->data = std::move(data);
+        r->on_published = std::move(done);
+        submit(std::move(r));
+    }
+
+    void fetch(std::string channel, std::optional<position> since, fetch_handler done) {
+        auto r = std::make_shared<request>();
+        r->channel = std::move(channel);
+        r->since = std::move(since);
+        r->on_fetched = std::move(done);
+        submit(std::move(r));
+    }
+
+    state current() const noexcept { return state_.load(std::memory_order_acquire); }
+
+    bool wait_connected(std::chrono::milliseconds timeout) const {
+        std::unique_lock<std::mutex> lock(state_mu_);
+        return state_cv_.wait_for(lock, timeout, [&] { return current() == state::connected; });
+    }
+
+    backplane::redis_stats stats() const {
+        backplane::redis_stats s;
+        s.state = current();
+        s.connects = connects_.load(std::memory_order_relaxed);
+        s.disconnects = disconnects_.load(std::memory_order_relaxed);
+        s.timeouts = timeouts_.load(std::memory_order_relaxed);
+        s.published = published_.load(std::memory_order_relaxed);
+        s.publish_errors = publish_errors_.load(std::memory_order_relaxed);
+        s.fetches = fetches_.load(std::memory_order_relaxed);
+        s.fetch_errors = fetch_errors_.load(std::memory_order_relaxed);
+        s.received = received_.load(std::memory_order_relaxed);
+        s.followed = followed_count_.load(std::memory_order_relaxed);
+        std::lock_guard<std::mutex> lock(mu_);
+        s.pending = requests_.size();
+        s.last_error = last_error_;
+        return s;
+    }
+
+private:
+    /// A publish or a fetch awaiting its answer. Whoever takes it out of `requests_` calls
+    /// its handler: the reply, a failure, or detach. So each handler runs exactly once.
+    struct request {
+        std::string channel;
+        std::string data;                // publish
+        std::optional<position> since;   // fetch
+        publish_handler on_published;    // one of the two is set
+        fetch_handler on_fetched;
+        bool by_eval = false;            // Redis had lost the script (NOSCRIPT): send its text
+        bool is_publish() const { return static_cast<bool>(on_published); }
+    };
+    using request_ptr = std::shared_ptr<request>;
+
+    struct connection {
+        redisAsyncContext* ac = nullptr;
+        std::deque<clock::time_point> sent;  // when each unanswered command went out
+    };
+
+    // A channel subscribed in Redis. It is `confirmed` once Redis answered the last
+    // SUBSCRIBE: from then on, every message published reaches us, so fetches may read.
+    struct follow {
+        bool confirmed = false;
+        bool resync = false;                // it was live before the link dropped
+        std::vector<std::uint64_t> waiting; // fetches waiting for the confirmation
+    };
+
+    // ---- requests ------------------------------------------------------------------------
+
+    void submit(request_ptr r) {
+        std::error_code ec;
+        std::uint64_t id = 0;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (stopped_) ec = error::shutting_down;
+            else if (current() == state::reconnecting) ec = error::backplane_unavailable;
+            else requests_.emplace(id = ++next_id_, r);
+        }
+        if (ec) return finish(*r, ec);  // known down: at once, on the caller's thread
+        asio::post(strand_, [self = shared_from_this(), id] { self->dispatch(id); });
+    }
+
+    request_ptr find(std::uint64_t id) const {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = requests_.find(id);
+        return it == requests_.end() ? nullptr : it->second;
+    }
+
+    request_ptr take(std::uint64_t id) {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = requests_.find(id);
+        if (it == requests_.end()) return nullptr;
+        request_ptr r = std::move(it->second);
+        requests_.erase(it);
+        return r;
+    }
+
+    /// Calls the handler of a request with an error.
+    void finish(request& r, std::error_code ec) {
+        if (r.is_publish()) {
+            publish_errors_.fetch_add(1, std::memory_order_relaxed);
+            r.on_published(ec, {});
+        } else {
+            fetch_errors_.fetch_add(1, std::memory_order_relaxed);
+            r.on_fetched(ec, {});
+        }
+    }
+
+    void fail(std::uint64_t id, std::error_code ec) {
+        std::lock_guard<std::mutex> lock(sink_mu_);  // no handler once detach returned
+        if (request_ptr r = take(id)) finish(*r, ec);
+    }
+
+    void fail_all_locked(std::error_code ec) {
+        std::unordered_map<std::uint64_t, request_ptr> all;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            all.swap(requests_);
+        }
+        for (auto& [id, r] : all) finish(*r, ec);
+    }
+
+    /// On the strand: sends a request, or parks it until the link is up.
+    void dispatch(std::uint64_t id) {
+        request_ptr r = find(id);
+        if (!r) return;
+        if (current() == state::connecting) return queued_.push_back(id);
+        if (current() != state::connected) return fail(id, error::backplane_unavailable);
+        if (r->is_publish()) return send(id, *r);
+        follow& f = subscribe(r->channel);
+        if (f.confirmed) send(id, *r);
+        else f.waiting.push_back(id);
+    }
+
+    void send(std::uint64_t id, const request& r) {
+        const std::string meta = opts_.key_prefix + "{" + r.channel + "}:meta";
+        const std::string log = opts_.key_prefix + "{" + r.channel + "}:log";
+        const std::string epoch = detail::make_epoch();
+        const std::string ttl = std::to_string(std::max(opts_.key_ttl, limits_.max_age).count());
+        const std::string max_messages = std::to_string(std::max<std::size_t>(limits_.max_messages, 1));
+        const std::string max_age = std::to_string(limits_.max_age.count());
+        const char* script = r.is_publish() ? redis_scripts::publish : redis_scripts::fetch;
+        const std::string& sha = r.is_publish() ? publish_sha_ : fetch_sha_;
+        std::vector<std::string_view> args{r.by_eval ? "EVAL" : "EVALSHA", r.by_eval ? std::string_view(script) : sha,
+                                           "2", meta, log, epoch};
+        std::string since_offset;
+        if (r.is_publish()) {
+            args.insert(args.end(), {r.data, max_messages, max_age, ttl});
+            const std::string channel = opts_.key_prefix + r.channel;
+            args.push_back(channel);
+            return command(cmd_, &on_reply, id, args);
+        }
+        args.push_back(ttl);
+        if (r.since) {
+            since_offset = std::to_string(r.since->offset);
+            args.insert(args.end(), {r.since->epoch, since_offset, max_messages, max_age});
+        }
+        command(cmd_, &on_reply, id, args);
+    }
+
+    /// Sends one command; a context that refuses it (it is being torn down) fails the request.
+    void command(connection& c, redisCallbackFn* fn, std::uint64_t id, const std::vector<std::string_view>& args) {
+        std::vector<const char*> argv;
+        std::vector<std::size_t> lens;
+        for (std::string_view a : args) {
+            argv.push_back(a.data());
+            lens.push_back(a.size());
+        }
+        if (c.ac && redisAsyncCommandArgv(c.ac, fn, reinterpret_cast<void*>(static_cast<std::uintptr_t>(id)),
+                                          static_cast<int>(argv.size()), argv.data(), lens.data()) == REDIS_OK) {
+            c.sent.push_back(clock::now());
+            return;
+        }
+        if (id > setup_ids) fail(id, error::backplane_unavailable);
+        post_link_down("command refused by the connection");
+    }
+
+    // ---- replies (hiredis callbacks, on the strand) ----------------------------------------
+
+    static redis_engine& engine(const redisAsyncContext* ac) { return *static_cast<redis_engine*>(ac->data); }
+
+    connection* connection_of(const redisAsyncContext* ac) {
+        if (ac && ac == cmd_.ac) return &cmd_;
+        if (ac && ac == sub_.ac) return &sub_;
+        return nullptr;
+    }
+
+    // privdata of setup commands; requests have ids above setup_ids, 0 is a PING
+    static constexpr std::uintptr_t setup_ok = 1, setup_publish_sha = 2, setup_fetch_sha = 3, setup_ids = 3;
+
+    static void on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
+        engine(ac).reply(ac, static_cast<redisReply*>(reply), reinterpret_cast<std::uintptr_t>(privdata));
+    }
+
+    void reply(redisAsyncContext* ac, redisReply* rep, std::uint64_t id) {
+        connection* c = connection_of(ac);
+        if (!rep) {  // hiredis is freeing the context: the command went out, its outcome is unknown
+            lost(ac, "connection lost");
+            if (id > setup_ids) fail(id, error::timed_out);
+            return;
+        }
+        if (c && !c->sent.empty()) c->sent.pop_front();
+        if (id == 0) return;  // PING
+        if (id <= setup_ids) return setup_reply(rep, id);
+        if (rep->type == REDIS_REPLY_ERROR && std::strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+            if (request_ptr r = find(id); r && !r->by_eval) {
+                r->by_eval = true;  // SCRIPT FLUSH or a restart: send the text; Redis caches it again
+                return send(id, *r);
+            }
+        }
+        std::lock_guard<std::mutex> lock(sink_mu_);
+        request_ptr r = take(id);
+        if (!r) return;
+        if (rep->type == REDIS_REPLY_ERROR) {
+            note(log_level::error, "redis: " + std::string(rep->str, rep->len) + " (channel " + r->channel + ")");
+            return finish(*r, error::backplane_unavailable);
+        }
+        if (r->is_publish()) {
+            position pos;
+            if (!read_position(rep, pos)) return finish(*r, error::backplane_unavailable);
+            published_.fetch_add(1, std::memory_order_relaxed);
+            return r->on_published({}, std::move(pos));
+        }
+        fetch_result result;
+        if (!read_fetch(rep, r->channel, result)) return finish(*r, error::backplane_unavailable);
+        fetches_.fetch_add(1, std::memory_order_relaxed);
+        r->on_fetched({}, std::move(result));
+    }
+
+    static bool is_string(const redisReply* r) { return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS; }
+
+    // {epoch, offset}
+    static bool read_position(const redisReply* rep, position& pos) {
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 || !is_string(rep->element[0]) ||
+            rep->element[1]->type != REDIS_REPLY_INTEGER || rep->element[1]->integer < 0)
+            return false;
+        pos.epoch.assign(rep->element[0]->str, rep->element[0]->len);
+        pos.offset = static_cast<std::uint64_t>(rep->element[1]->integer);
+        return true;
+    }
+
+    // {epoch, head, recovered, offset, data, ...}
+    static bool read_fetch(const redisReply* rep, const std::string& channel, fetch_result& out) {
+        if (!read_position(rep, out.head) || rep->elements < 3 || rep->element[2]->type != REDIS_REPLY_INTEGER ||
+            (rep->elements - 3) % 2 != 0)
+            return false;
+        out.recovered = rep->element[2]->integer != 0;
+        for (std::size_t i = 3; i < rep->elements; i += 2) {
+            const redisReply* off = rep->element[i];
+            const redisReply* data = rep->element[i + 1];
+            if (off->type != REDIS_REPLY_INTEGER || !is_string(data)) return false;
+            out.messages.push_back(protocol::make_message(
+                channel, {out.head.epoch, static_cast<std::uint64_t>(off->integer)}, std::string_view(data->str, data->len)));
+        }
+        return true;
+    }
+
+    void setup_reply(const redisReply* rep, std::uintptr_t step) {
+        if (rep->type == REDIS_REPLY_ERROR) {
+            setup_failed_ = true;
+            return post_link_down("Redis refused the connection's setup: " + std::string(rep->str, rep->len));
+        }
+        if (step == setup_publish_sha) publish_sha_.assign(rep->str, rep->len);
+        if (step == setup_fetch_sha) fetch_sha_.assign(rep->str, rep->len);
+        if (--setup_pending_ == 0 && !setup_failed_ && current() != state::connected) link_up();
+    }
+
+    static void on_connect(const redisAsyncContext* ac, int status) {
+        if (status != REDIS_OK) engine(ac).lost(ac, ac->errstr[0] ? ac->errstr : "connect failed");
+    }
+
+    static void on_disconnect(const redisAsyncContext* ac, int status) {
+        engine(ac).lost(ac, status == REDIS_OK ? "disconnected" : (ac->errstr[0] ? ac->errstr : "connection lost"));
+    }
+
+    /// hiredis frees `ac` once this callback returns: forget it, and rebuild the link.
+    void lost(const redisAsyncContext* ac, const std::string& why) {
+        if (connection* c = connection_of(ac)) {
+            c->ac = nullptr;
+            c->sent.clear();
+            post_link_down(why);
+        }
+    }
+
+    // ---- pub/sub ---------------------------------------------------------------------------
+
+    follow& subscribe(const std::string& channel) {
+        auto [it, fresh] = followed_.try_emplace(channel);
+        if (fresh) {
+            followed_count_.store(followed_.size(), std::memory_order_relaxed);
+            sub_command("SUBSCRIBE", channel);
+        }
+        return it->second;
+    }
+
+    void unsubscribe(const std::string& channel) {
+        auto it = followed_.find(channel);
+        if (it == followed_.end() || !it->second.waiting.empty()) return;  // a fetch still needs it
+        followed_.erase(it);
+        followed_count_.store(followed_.size(), std::memory_order_relaxed);
+        sub_command("UNSUBSCRIBE", channel);
+    }
+
+    // Counts SUBSCRIBE/UNSUBSCRIBE answers per channel: only the answer to the last one
+    // sent confirms a subscription (hiredis delivers them in order).
+    void sub_command(const char* verb, const std::string& channel) {
+        const std::string name = opts_.key_prefix + channel;
+        const char* argv[] = {verb, name.c_str()};
+        const std::size_t lens[] = {std::strlen(verb), name.size()};
+        if (sub_.ac && redisAsyncCommandArgv(sub_.ac, &on_message, nullptr, 2, argv, lens) == REDIS_OK) {
+            ++unanswered_[channel];
+            sub_.sent.push_back(clock::now());
+        } else {
+            post_link_down("subscribe refused by the connection");
+        }
+    }
+
+    /// Unsubscribes the channels no session here follows any more. Asking and unsubscribing in
+    /// one strand turn keeps it safe: a subscribe registered after the question sends its
+    /// SUBSCRIBE after this UNSUBSCRIBE.
+    void prune() {
+        std::vector<std::string> idle;
+        for (auto& entry : followed_) {
+            const std::string& channel = entry.first;
+            if (entry.second.confirmed && !to_sink([&](backplane_sink& s) { return s.following(channel); }))
+                idle.push_back(channel);
+        }
+        for (const std::string& channel : idle) unsubscribe(channel);
+    }
+
+    static void on_message(redisAsyncContext* ac, void* reply, void* /*privdata*/) {
+        engine(ac).message(ac, static_cast<redisReply*>(reply));
+    }
+
+    void message(redisAsyncContext* ac, const redisReply* rep) {
+        if (!rep) return lost(ac, "connection lost");
+        if (ac != sub_.ac || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || !is_string(rep->element[0]) ||
+            !is_string(rep->element[1]))
+            return;
+        const std::string_view kind(rep->element[0]->str, rep->element[0]->len);
+        std::string_view name(rep->element[1]->str, rep->element[1]->len);
+        if (name.substr(0, opts_.key_prefix.size()) != opts_.key_prefix) return;
+        const std::string channel(name.substr(opts_.key_prefix.size()));
+        if (kind == "message") return received(channel, rep->element[2]);
+        if (kind != "subscribe" && kind != "unsubscribe") return;
+        if (!sub_.sent.empty()) sub_.sent.pop_front();
+        auto n = unanswered_.find(channel);
+        if (n == unanswered_.end() || --n->second > 0) return;
+        unanswered_.erase(n);
+        auto it = followed_.find(channel);
+        if (it == followed_.end() || it->second.confirmed) return;
+        it->second.confirmed = true;
+        for (std::uint64_t id : std::exchange(it->second.waiting, {}))
+            if (request_ptr r = find(id)) send(id, *r);
+        if (std::exchange(it->second.resync, false) && !to_sink([&](backplane_sink& s) { return s.resync(channel); }))
+            unsubscribe(channel);
+    }
+
+    // "<epoch> <offset> <data>", as the publish script sends it
+    void received(const std::string& channel, const redisReply* payload) {
+        if (!is_string(payload) || !followed_.count(channel)) return;
+        const std::string_view text(payload->str, payload->len);
+        const std::size_t a = text.find(' ');
+        const std::size_t b = a == std::string_view::npos ? a : text.find(' ', a + 1);
+        if (b == std::string_view::npos || a == 0 || b == a + 1) return;
+        position pos{std::string(text.substr(0, a)), 0};
+        for (char c : text.substr(a + 1, b - a - 1)) {
+            if (c < '0' || c > '9') return;
+            pos.offset = pos.offset * 10 + static_cast<std::uint64_t>(c - '0');
+        }
+        received_.fetch_add(1, std::memory_order_relaxed);
+        if (!to_sink([&](backplane_sink& s) { return s.deliver(channel, pos, text.substr(b + 1)); })) unsubscribe(channel);
+    }
+
+    /// Calls into the hub unless it detached. @returns what `f` returns, true when detached.
+    template <class F>
+    bool to_sink(F&& f) {
+        std::lock_guard<std::mutex> lock(sink_mu_);
+        return sink_ ? f(*sink_) : true;
+    }
+
+    // ---- the link ------------------------------------------------------------------------
+
+    bool open(connection& c) {
+        redisAsyncContext* ac = redisAsyncConnect(opts_.host.c_str(), opts_.port);
+        if (!ac) return false;
+        if (ac->err) {
+            remember_error(ac->errstr);
+            redisAsyncFree(ac);
+            return false;
+        }
+        ac->data = this;
+        redisEnableKeepAlive(&ac->c);
+        redis_asio_adapter::attach(ac, strand_);
+        redisAsyncSetConnectCallback(ac, &on_connect);
+        redisAsyncSetDisconnectCallback(ac, &on_disconnect);
+        c.ac = ac;
+        c.sent.clear();
+        return true;
+    }
+
+    void setup(connection& c, std::uintptr_t step, const std::vector<std::string_view>& args) {
+        ++setup_pending_;
+        command(c, &on_reply, step, args);
+    }
+
+    void connect() {
+        if (current() == state::stopped) return;
+        attempt_started_ = clock::now();
+        setup_pending_ = 0;
+        setup_failed_ = false;
+        if (!open(cmd_) || !open(sub_)) return link_down("cannot open a connection");
+        for (connection* c : {&cmd_, &sub_}) {
+            if (!opts_.password.empty() && opts_.username.empty()) setup(*c, setup_ok, {"AUTH", opts_.password});
+            if (!opts_.password.empty() && !opts_.username.empty())
+                setup(*c, setup_ok, {"AUTH", opts_.username, opts_.password});
+        }
+        const std::string db = std::to_string(opts_.db);
+        if (opts_.db != 0) setup(cmd_, setup_ok, {"SELECT", db});
+        setup(cmd_, setup_publish_sha, {"SCRIPT", "LOAD", redis_scripts::publish});
+        setup(cmd_, setup_fetch_sha, {"SCRIPT", "LOAD", redis_scripts::fetch});
+        setup(sub_, setup_ok, {"PING"});  // before SUBSCRIBE: proves the connection answers
+    }
+
+    void link_up() {
+        backoff_ = opts_.reconnect_min;
+        failures_ = 0;
+        connects_.fetch_add(1, std::memory_order_relaxed);
+        set_state(state::connected);
+        note(log_level::info, "redis: connected to " + where());
+        for (auto& [channel, f] : followed_) sub_command("SUBSCRIBE", channel);
+        for (std::uint64_t id : std::exchange(queued_, {})) dispatch(id);
+    }
+
+    void post_link_down(std::string why) {
+        if (link_down_posted_) return;
+        link_down_posted_ = true;
+        asio::post(strand_, [self = shared_from_this(), why = std::move(why)] {
+            self->link_down_posted_ = false;
+            self->link_down(why);
+        });
+    }
+
+    /// On the strand, outside hiredis callbacks: drops both connections, fails every request
+    /// awaiting an answer, and schedules the next attempt.
+    void link_down(const std::string& why) {
+        if (current() == state::stopped) return;
+        const bool was_up = current() == state::connected;
+        set_state(state::reconnecting);
+        remember_error(why);
+        if (was_up) disconnects_.fetch_add(1, std::memory_order_relaxed);
+        close_connections();
+        for (auto& [channel, f] : followed_) {
+            f.resync = f.resync || f.confirmed;
+            f.confirmed = false;
+            f.waiting.clear();
+        }
+        queued_.clear();
+        {
+            std::lock_guard<std::mutex> lock(sink_mu_);
+            fail_all_locked(error::backplane_unavailable);
+        }
+        const auto jitter = backoff_ * static_cast<long>(detail::unique64() % 500) / 1000;
+        next_attempt_ = clock::now() + backoff_ - jitter;
+        if (was_up || failures_++ == 0)
+            note(log_level::warning, "redis: " + std::string(was_up ? "lost " : "cannot reach ") + where() + " (" + why +
+                                         "); retrying in " + std::to_string((backoff_ - jitter).count()) + " ms");
+        backoff_ = std::min(backoff_ * 2, opts_.reconnect_max);
+    }
+
+    void close_connections() {
+        for (connection* c : {&cmd_, &sub_}) {
+            c->sent.clear();
+            if (redisAsyncContext* ac = std::exchange(c->ac, nullptr)) redisAsyncFree(ac);  // callbacks get null replies
+        }
+        unanswered_.clear();
+    }
+
+    void shutdown() {
+        timer_.cancel();
+        close_connections();
+        followed_.clear();
+        followed_count_.store(0, std::memory_order_relaxed);
+    }
+
+    /// Every 50 ms on the strand: timeouts, keep-alive, reconnection.
+    void tick() {
+        if (current() == state::stopped) return;
+        const auto now = clock::now();
+        auto overdue = [&](const connection& c) { return !c.sent.empty() && now - c.sent.front() > opts_.command_timeout; };
+        switch (current()) {
+        case state::connecting:
+            if (now - attempt_started_ > opts_.connect_timeout) link_down("no connection in " + ms(opts_.connect_timeout));
+            break;
+        case state::connected:
+            if (overdue(cmd_) || overdue(sub_)) {
+                timeouts_.fetch_add(1, std::memory_order_relaxed);
+                link_down("no answer in " + ms(opts_.command_timeout));
+            } else if (cmd_.sent.empty() && now - last_ping_ > opts_.ping_interval) {
+                last_ping_ = now;
+                command(cmd_, &on_reply, 0, {"PING"});
+            }
+            if (now - last_prune_ > opts_.prune_interval) {
+                last_prune_ = now;
+                prune();
+            }
+            break;
+        case state::reconnecting:
+            if (cmd_.ac || sub_.ac) {  // an attempt is under way
+                if (now - attempt_started_ > opts_.connect_timeout || overdue(cmd_) || overdue(sub_))
+                    link_down("no connection in " + ms(opts_.connect_timeout));
+            } else if (now >= next_attempt_) {
+                connect();
+            }
+            break;
+        case state::stopped: return;
+        }
+        timer_.expires_after(std::chrono::milliseconds(50));
+        timer_.async_wait([self = shared_from_this()](std::error_code ec) {
+            if (!ec) self->tick();
+        });
+    }
+
+    void set_state(state s) {
+        {
+            std::lock_guard<std::mutex> lock(state_mu_);
+            if (detached_ && s != state::stopped) return;  // the strand may still be finishing
+            detached_ = detached_ || (s == state::stopped && current() != state::stopped);
+            state_.store(s, std::memory_order_release);
+        }
+        state_cv_.notify_all();
+    }
+
+    void remember_error(const std::string& why) {
+        std::lock_guard<std::mutex> lock(mu_);
+        last_error_ = why;
+    }
+
+    void note(log_level level, const std::string& text) const {
+        if (log_) log_(level, "herald " + text);
+    }
+
+    std::string where() const { return opts_.host + ":" + std::to_string(opts_.port); }
+    static std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
+
+    asio::io_context& io_;
+    redis_strand strand_;
+    asio::steady_timer timer_;
+    const backplane::redis_options opts_;
+
+    // the hub; handlers run under sink_mu_, so that none runs once detach returned
+    std::mutex sink_mu_;
+    backplane_sink* sink_ = nullptr;
+    history_options limits_;
+    log_function log_;
+
+    // shared with the hub's threads
+    mutable std::mutex mu_;
+    std::unordered_map<std::uint64_t, request_ptr> requests_;
+    std::uint64_t next_id_ = setup_ids;
+    bool stopped_ = false;
+    std::string last_error_;
+    mutable std::mutex state_mu_;
+    mutable std::condition_variable state_cv_;
+    std::atomic<state> state_{state::stopped};
+    bool detached_ = false;  // under state_mu_
+    std::atomic<std::uint64_t> connects_{0}, disconnects_{0}, timeouts_{0}, published_{0}, publish_errors_{0},
+        fetches_{0}, fetch_errors_{0}, received_{0};
+    std::atomic<std::size_t> followed_count_{0};
+
+    // the strand's own
+    connection cmd_, sub_;
+    std::string publish_sha_, fetch_sha_;
+    int setup_pending_ = 0;
+    bool setup_failed_ = false;
+    std::unordered_map<std::string, follow> followed_;
+    std::unordered_map<std::string, int> unanswered_;
+    std::vector<std::uint64_t> queued_;  // dispatched while connecting
+    bool link_down_posted_ = false;
+    std::chrono::milliseconds backoff_;
+    int failures_ = 0;
+    clock::time_point attempt_started_, next_attempt_, last_ping_, last_prune_;
+};
+
+} // namespace herald::detail

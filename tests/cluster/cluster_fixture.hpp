@@ -1,0 +1,294 @@
+// A real redis-server per test, several herald servers (hubs) in one process, each with its
+// own Redis backplane and io_context thread, and in-memory clients.
+#pragma once
+
+#include <herald.hpp>
+#include <herald/backplane/redis.hpp>
+#include <herald/transport/inmemory.hpp>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <hiredis/hiredis.h>
+
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <initializer_list>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace cluster {
+
+using namespace std::chrono_literals;
+using clock = std::chrono::steady_clock;
+
+/// Load factor for sanitizer builds: HERALD_STRESS_SCALE=10 divides the loads by ten.
+inline int scale() {
+    const char* s = std::getenv("HERALD_STRESS_SCALE");
+    return s ? std::max(1, std::atoi(s)) : 1;
+}
+
+/// Polls `done` until it holds or `timeout` passes. @returns whether it holds.
+inline bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s) {
+    for (auto deadline = clock::now() + timeout; clock::now() < deadline; std::this_thread::sleep_for(2ms))
+        if (done()) return true;
+    return done();
+}
+
+/// A redis-server of our own: a free port on 127.0.0.1, no persistence, a temporary directory.
+class redis_process {
+public:
+    static std::string binary() {
+        for (const char* p : {"/usr/bin/redis-server", "/usr/local/bin/redis-server"})
+            if (::access(p, X_OK) == 0) return p;
+        return {};
+    }
+
+    /// Skips the calling test (exit code 77, reported by ctest as skipped) when Redis is
+    /// not installed. Nothing else skips.
+    static void require_installed() {
+        if (!binary().empty()) return;
+        std::cerr << "SKIPPED: redis-server is not installed (scripts/setup.sh installs it)\n";
+        std::exit(77);
+    }
+
+    explicit redis_process(bool start_now = true) : port_(free_port()) {
+        require_installed();
+        char tmpl[] = "/tmp/herald-redis-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl));
+        dir_ = tmpl;
+        if (start_now) start();
+    }
+    ~redis_process() {
+        stop();
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+    redis_process(const redis_process&) = delete;
+    redis_process& operator=(const redis_process&) = delete;
+
+    std::uint16_t port() const { return port_; }
+
+    /// Starts redis-server and waits (at most 10 s) until it answers PING.
+    void start() {
+        REQUIRE(pid_ <= 0);
+        const std::string port = std::to_string(port_), log = dir_ + "/redis.log";
+        std::vector<std::string> args{binary(), "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                      "--dir", dir_, "--logfile", log, "--daemonize", "no", "--protected-mode", "no"};
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        REQUIRE(::posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) == 0);
+        const bool up = eventually([&] {
+            int status;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) { pid_ = 0; return true; }  // it died
+            return command({"PING"}) == "PONG";
+        }, 10s);
+        INFO("redis-server log:\n" << log_text());
+        REQUIRE(up);
+        REQUIRE(pid_ > 0);
+    }
+
+    /// SIGKILL: Redis dies at once, without saving (there is nothing to save anyway).
+    void kill() { end(SIGKILL); }
+    /// SIGTERM, then SIGKILL after 5 s.
+    void stop() { end(SIGTERM); }
+    /// SIGSTOP / SIGCONT: a Redis that hangs without closing its connections.
+    void pause() { ::kill(pid_, SIGSTOP); }
+    void resume() { ::kill(pid_, SIGCONT); }
+
+    /// One command on a new connection; the reply as text: an array's strings one a line,
+    /// "" when there is none.
+    std::string command(std::initializer_list<std::string> args) const {
+        redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, timeval{1, 0});
+        std::string out;
+        if (c && !c->err) {
+            redisSetTimeout(c, timeval{2, 0});
+            std::vector<const char*> argv;
+            std::vector<std::size_t> lens;
+            for (auto& a : args) { argv.push_back(a.data()); lens.push_back(a.size()); }
+            auto* r = static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+            if (r) {
+                if (r->type == REDIS_REPLY_INTEGER) out = std::to_string(r->integer);
+                else if (r->str) out.assign(r->str, r->len);
+                for (std::size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; ++i)
+                    if (r->element[i]->str) (out += i ? "\n" : "").append(r->element[i]->str, r->element[i]->len);
+                freeReplyObject(r);
+            }
+        }
+        if (c) redisFree(c);
+        return out;
+    }
+
+    std::string log_text() const {
+        std::string text;
+        if (FILE* f = std::fopen((dir_ + "/redis.log").c_str(), "r")) {
+            char buf[4096];
+            for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+            std::fclose(f);
+        }
+        return text.size() > 4000 ? text.substr(text.size() - 4000) : text;
+    }
+
+private:
+    static std::uint16_t free_port() {
+        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(fd >= 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        socklen_t len = sizeof a;
+        REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+        ::close(fd);
+        return ntohs(a.sin_port);
+    }
+
+    void end(int sig) {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGCONT);
+        ::kill(pid_, sig);
+        int status;
+        for (auto deadline = clock::now() + 5s; clock::now() < deadline; std::this_thread::sleep_for(5ms))
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) { pid_ = 0; return; }
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        pid_ = 0;
+    }
+
+    std::uint16_t port_;
+    std::string dir_;
+    pid_t pid_ = 0;
+};
+
+/// What a server logged, kept for assertions (and shown on stderr).
+struct log_capture {
+    std::mutex mu;
+    std::vector<std::string> lines;
+    herald::log_function function() {
+        return [this](herald::log_level level, std::string_view text) {
+            std::lock_guard<std::mutex> lock(mu);
+            lines.emplace_back(text);
+            if (level >= herald::log_level::warning) std::cerr << "  [log] " << text << '\n';
+        };
+    }
+    bool contains(std::string_view part) {
+        std::lock_guard<std::mutex> lock(mu);
+        return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) { return l.find(part) != l.npos; });
+    }
+};
+
+/// One herald server: a hub on a Redis backplane, its own io_context thread, in-memory clients.
+struct server {
+    asio::io_context io;
+    asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+    herald::backplane::redis redis;
+    log_capture logs;
+    std::optional<herald::hub> hub;  // destroyed before the loop stops
+    std::optional<herald::transport::inmemory> mem;
+    std::thread loop;
+
+    explicit server(std::uint16_t port, herald::hub_options opts = {}, herald::backplane::redis::options ro = {})
+        : redis(io, with_port(std::move(ro), port)) {
+        loop = std::thread([this] { io.run(); });
+        opts.log = logs.function();
+        hub.emplace(std::move(opts), redis);
+        mem.emplace(*hub);
+    }
+    ~server() {
+        mem.reset();
+        hub.reset();
+        work.reset();
+        io.stop();
+        loop.join();
+    }
+
+    herald::transport::inmemory::client connect() { return mem->connect(); }
+
+    static herald::backplane::redis::options with_port(herald::backplane::redis::options o, std::uint16_t port) {
+        o.port = port;
+        o.reconnect_min = 20ms;  // tests wait for reconnections: keep them quick
+        o.reconnect_max = 200ms;
+        return o;
+    }
+};
+
+/// A client and everything it received (duplicates already dropped by the client).
+struct follower {
+    herald::transport::inmemory::client c;
+    std::vector<herald::frame_ptr> frames;
+    std::size_t messages = 0;  // message frames, all channels
+
+    explicit follower(herald::transport::inmemory::client client) : c(std::move(client)) {}
+
+    void pump(std::chrono::milliseconds wait = 0ms) {
+        for (auto& f : c.receive(wait)) {
+            messages += f->type == herald::frame_type::message;
+            frames.push_back(std::move(f));
+        }
+    }
+    /// Pumps until `done` holds, at most `timeout`.
+    bool until(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s) {
+        return eventually([&] { pump(1ms); return done(); }, timeout);
+    }
+    std::vector<const herald::frame*> of(herald::frame_type t, const std::string& channel) const {
+        std::vector<const herald::frame*> out;
+        for (auto& f : frames)
+            if (f->type == t && f->channel == channel) out.push_back(f.get());
+        return out;
+    }
+    std::vector<std::uint64_t> offsets(const std::string& channel) const {
+        std::vector<std::uint64_t> out;
+        for (auto* f : of(herald::frame_type::message, channel)) out.push_back(f->pos.offset);
+        return out;
+    }
+    std::vector<std::string> data(const std::string& channel) const {
+        std::vector<std::string> out;
+        for (auto* f : of(herald::frame_type::message, channel)) out.emplace_back(f->data());
+        return out;
+    }
+    const herald::frame* subscribed(const std::string& channel) const {
+        auto s = of(herald::frame_type::subscribed, channel);
+        return s.empty() ? nullptr : s.back();
+    }
+    /// Subscribes and waits for the answer. @returns the `subscribed` frame, or null.
+    const herald::frame* follow(const std::string& channel, std::optional<herald::position> since = {}) {
+        const std::size_t before = of(herald::frame_type::subscribed, channel).size();
+        const std::size_t errors = of(herald::frame_type::error, channel).size();
+        auto ec = since ? c.subscribe(channel, *since) : c.subscribe(channel);
+        if (ec) return nullptr;
+        until([&] { return of(herald::frame_type::subscribed, channel).size() > before ||
+                           of(herald::frame_type::error, channel).size() > errors; });
+        return of(herald::frame_type::subscribed, channel).size() > before ? subscribed(channel) : nullptr;
+    }
+};
+
+inline std::vector<std::uint64_t> range(std::uint64_t from, std::uint64_t to) {
+    std::vector<std::uint64_t> v;
+    for (auto i = from; i <= to; ++i) v.push_back(i);
+    return v;
+}
+
+} // namespace cluster
