@@ -4,6 +4,7 @@
 #include "cms.hpp"
 
 #include <herald/servers.hpp>
+#include <herald/backplane/redis.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -52,7 +53,7 @@ int main(int argc, char** argv) {
     opts.port = 8080;
     int interval_ms = 1500;
     bool websocket = true, longpoll = true;
-    std::string assets = HERALD_DEMO_ASSETS;
+    std::string assets = HERALD_DEMO_ASSETS, redis_address;
     app.add_option("--address", opts.address, "address to listen on");
     app.add_option("--port", opts.port, "port (0: any free port, printed at start)");
     app.add_option("--interval-ms", interval_ms, "simulated editors act this often (0: never)");
@@ -61,6 +62,8 @@ int main(int argc, char** argv) {
     app.add_flag("!--no-websocket", websocket, "switch the WebSocket transport off (clients use long-poll)");
     app.add_flag("!--no-longpoll", longpoll, "switch the long-poll transport off");
     app.add_option("--assets", assets, "directory of the page's files");
+    app.add_option("--redis", redis_address, "host:port of Redis: several demo servers share publishes and history");
+    app.add_option("--server-id", opts.server_id, "this server's name in welcome and /herald/info");
     CLI11_PARSE(app, argc, argv);
 
     // Block the stop signals before any thread starts; main waits for them with sigwait.
@@ -70,7 +73,17 @@ int main(int argc, char** argv) {
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-    server_type server(opts);
+    // One process: the local backplane. Several: Redis, on a loop of its own (see examples/cluster).
+    std::optional<herald::backplane::redis_thread> redis;
+    if (!redis_address.empty()) {
+        herald::backplane::redis::options ro;
+        ro.host = redis_address.substr(0, redis_address.rfind(':'));
+        ro.port = static_cast<std::uint16_t>(std::stoi(redis_address.substr(redis_address.rfind(':') + 1)));
+        redis.emplace(ro);
+        if (!redis->backplane().wait_connected(std::chrono::seconds(5)))
+            std::cerr << "Redis at " << redis_address << " is not answering yet: publishes fail until it does\n";
+    }
+    server_type server = redis ? server_type(opts, redis->backplane()) : server_type(opts);
     server.options_of<herald::transport::websocket>().enabled = websocket;
     server.options_of<herald::transport::longpoll>().enabled = longpoll;
 

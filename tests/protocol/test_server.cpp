@@ -9,6 +9,11 @@
 #define HERALD_TEST_LONGPOLL 1
 #endif
 
+#if __has_include(<herald/backplane/redis.hpp>)
+#include <herald/backplane/redis.hpp>
+#define HERALD_TEST_REDIS 1
+#endif
+
 #include <CLI/CLI.hpp>
 
 #include <csignal>
@@ -27,6 +32,8 @@ int main(int argc, char** argv) {
     long heartbeat_ms = 25000, drain_spread_ms = 1000, drain_timeout_ms = 3000;
     bool websocket = true, longpoll = true;
     std::vector<std::string> origins;
+    std::string redis_address;
+    app.add_option("--redis", redis_address, "host:port: share publishes and history with other servers through Redis");
     app.add_option("--port", opts.port);
     app.add_option("--heartbeat-ms", heartbeat_ms);
     app.add_option("--max-bytes", opts.max_request_bytes);
@@ -49,7 +56,23 @@ int main(int argc, char** argv) {
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+#ifdef HERALD_TEST_REDIS
+    std::optional<herald::backplane::redis_thread> redis;
+    if (!redis_address.empty()) {
+        herald::backplane::redis::options ro;
+        ro.host = redis_address.substr(0, redis_address.rfind(':'));
+        ro.port = static_cast<std::uint16_t>(std::stoi(redis_address.substr(redis_address.rfind(':') + 1)));
+        redis.emplace(ro);
+        redis->backplane().wait_connected(std::chrono::seconds(5));
+    }
+    server_type server = redis ? server_type(opts, redis->backplane()) : server_type(opts);
+#else
+    if (!redis_address.empty()) {
+        std::cerr << "built without the Redis backplane\n";
+        return 2;
+    }
     server_type server(opts);
+#endif
     server.options_of<herald::transport::websocket>().enabled = websocket;
 #ifdef HERALD_TEST_LONGPOLL
     server.options_of<herald::transport::longpoll>().enabled = longpoll;

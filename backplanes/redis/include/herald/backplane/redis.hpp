@@ -7,6 +7,7 @@
 #include <herald/backplane/redis_options.hpp>
 #include <herald/backplane/detail/redis_engine.hpp>
 
+#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 
 #include <chrono>
@@ -14,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 
 namespace herald::backplane {
@@ -90,5 +92,34 @@ private:
 };
 
 static_assert(is_backplane_v<redis>, "herald: redis must meet the Backplane requirements");
+
+/// The Redis backplane on an io_context and a thread of its own. For a server that runs its
+/// own I/O threads: a blocking publish() made from one of the server's handlers then waits on
+/// this loop, never on its own.
+///
+/// @code
+/// herald::backplane::redis_thread redis({.host = "10.0.0.5"});   // declare before the server
+/// herald::server server(opts, redis.backplane());
+/// @endcode
+class redis_thread {
+public:
+    explicit redis_thread(redis::options opts) : backplane_(io_, std::move(opts)), thread_([this] { io_.run(); }) {}
+    ~redis_thread() {
+        work_.reset();
+        io_.stop();
+        thread_.join();
+    }
+    redis_thread(const redis_thread&) = delete;
+    redis_thread& operator=(const redis_thread&) = delete;
+
+    /// A copy shares the connection pair: give it to a hub or server, keep this for stats().
+    redis& backplane() noexcept { return backplane_; }
+
+private:
+    asio::io_context io_;
+    asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
+    redis backplane_;
+    std::thread thread_;
+};
 
 } // namespace herald::backplane
