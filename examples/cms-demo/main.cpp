@@ -76,10 +76,7 @@ int main(int argc, char** argv) {
     // One process: the local backplane. Several: Redis, on a loop of its own (see examples/cluster).
     std::optional<herald::backplane::redis_thread> redis;
     if (!redis_address.empty()) {
-        herald::backplane::redis::options ro;
-        ro.host = redis_address.substr(0, redis_address.rfind(':'));
-        ro.port = static_cast<std::uint16_t>(std::stoi(redis_address.substr(redis_address.rfind(':') + 1)));
-        redis.emplace(ro);
+        redis.emplace(herald::backplane::redis::options::at(redis_address));
         if (!redis->backplane().wait_connected(std::chrono::seconds(5)))
             std::cerr << "Redis at " << redis_address << " is not answering yet: publishes fail until it does\n";
     }

@@ -147,9 +147,44 @@ public:
     /// The channel's current position (its epoch and last offset) as this server knows it; a
     /// channel never published to has a fresh epoch and offset 0. With a remote backplane, the
     /// position of a channel no local session follows is not known here: a subscribe asks.
+    ///
+    /// Asks the backplane, which knows the stream even when this server never saw the channel
+    /// (Redis): read it before loading the state a page shows, and subscribe `since` it. Blocks
+    /// up to hub_options::publish_timeout; with an asynchronous backplane, not from a handler
+    /// of the backplane's own loop. On failure `ec` is set (e.g. backplane_unavailable).
+    position head(std::string_view channel, std::error_code& ec) {
+        ec.clear();
+        if (auto e = validate_channel(channel)) { ec = e; return {}; }
+        struct waiter {
+            std::mutex mu;
+            std::condition_variable cv;
+            bool done = false;
+            std::error_code ec;
+            position head;
+        };
+        auto w = std::make_shared<waiter>();
+        backplane_->fetch(std::string(channel), std::nullopt, [w](std::error_code e, fetch_result r) {
+            std::lock_guard<std::mutex> lock(w->mu);
+            w->ec = e;
+            w->head = std::move(r.head);
+            w->done = true;
+            w->cv.notify_one();
+        });
+        std::unique_lock<std::mutex> lock(w->mu);
+        if (!w->cv.wait_for(lock, opts_.publish_timeout, [&] { return w->done; })) {
+            ec = error::timed_out;
+            return {};
+        }
+        ec = w->ec;
+        return std::move(w->head);
+    }
+
+    /// Throwing form of head(): herald::system_error on failure.
     position head(std::string_view channel) {
-        auto [ch, lock] = acquire(channel);
-        return {ch->epoch, ch->head};
+        std::error_code ec;
+        position p = head(channel, ec);
+        detail::throw_if(ec, "herald::hub::head");
+        return p;
     }
 
     // ---- authorization ----------------------------------------------------------------

@@ -59,10 +59,7 @@ int main(int argc, char** argv) {
 #ifdef HERALD_TEST_REDIS
     std::optional<herald::backplane::redis_thread> redis;
     if (!redis_address.empty()) {
-        herald::backplane::redis::options ro;
-        ro.host = redis_address.substr(0, redis_address.rfind(':'));
-        ro.port = static_cast<std::uint16_t>(std::stoi(redis_address.substr(redis_address.rfind(':') + 1)));
-        redis.emplace(ro);
+        redis.emplace(herald::backplane::redis::options::at(redis_address));
         redis->backplane().wait_connected(std::chrono::seconds(5));
     }
     server_type server = redis ? server_type(opts, redis->backplane()) : server_type(opts);

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace herald::backplane {
 
@@ -33,6 +34,15 @@ struct redis_options {
     /// How often channels that no session of this server follows any more are unsubscribed in
     /// Redis (a channel with traffic is unsubscribed at its next message already).
     std::chrono::milliseconds prune_interval = std::chrono::seconds(5);
+
+    /// Options for Redis at `host:port` (or `host`, port 6379), the rest as default.
+    static redis_options at(std::string_view address) {
+        redis_options o;
+        const std::size_t colon = address.rfind(':');
+        o.host = std::string(address.substr(0, colon));
+        if (colon != std::string_view::npos) o.port = static_cast<std::uint16_t>(std::stoi(std::string(address.substr(colon + 1))));
+        return o;
+    }
 };
 
 /// Where the backplane's link to Redis stands.
