@@ -624,13 +624,13 @@ private:
             if (ec) {
                 // The sessions stay subscribed and wait: the backplane resyncs the channel when
                 // it is back, and the next message tries again.
-                note = "herald: re-fetch of channel " + name + " failed (" + ec.message() + "); its subscribers wait";
+                note = "re-fetch of channel " + name + " failed (" + ec.message() + "); its subscribers wait";
             } else {
                 std::string stale;  // the epoch the backplane lost: its held messages are void
                 if (r.recovered && r.head.epoch == ch->epoch) {
                     for (const frame_ptr& f : r.messages) feed(f, from);
                 } else {
-                    note = "herald: channel " + name + " lost history (" + ch->epoch + ":" + std::to_string(ch->head) +
+                    note = "channel " + name + " lost history (" + ch->epoch + ":" + std::to_string(ch->head) +
                            " -> " + r.head.epoch + ":" + std::to_string(r.head.offset) + "); " +
                            std::to_string(ch->subs.size()) + " subscriber(s) told to resync";
                     stale = std::exchange(ch->epoch, r.head.epoch);

@@ -635,7 +635,7 @@ private:
     }
 
     void note(log_level level, const std::string& text) const {
-        if (log_) log_(level, "herald " + text);
+        if (log_) log_(level, text);
     }
 
     std::string where() const { return opts_.host + ":" + std::to_string(opts_.port); }
