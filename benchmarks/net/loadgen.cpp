@@ -312,7 +312,9 @@ public:
         : client(w), role_(r), subscribe_(std::move(subscribe)), ready_(std::move(ready)) {}
 
     // Sends one text frame, masked with a fixed key (the server unmasks it like any other).
-    void send_text(std::string_view payload) {
+    // `now = false` leaves it queued for the next send (the publisher writes a window's worth
+    // of publishes in one write, as any client that batches would).
+    void send_text(std::string_view payload, bool now = true) {
         static constexpr unsigned char key[4] = {0x37, 0xa1, 0x5c, 0x09};
         char hdr[14];
         std::size_t h = 0;
@@ -327,8 +329,9 @@ public:
         out_.append(payload);
         char* p = out_.data() + at + h;
         for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<char>(p[i] ^ key[i & 3]);
-        flush();
+        if (now) flush();
     }
+    void send_queued() { flush(); }
 
 private:
     void on_connected() override {
@@ -802,7 +805,16 @@ private:
         switch (s_.cfg.transport) {
         case transport_kind::websocket: {
             auto c = std::make_shared<ws_client>(w, ws_client::role::publisher, std::vector<std::string>{}, std::move(ready));
-            c->on_ack = [this] { ++acked_; pump(); };
+            // Acks that came in one read let one write of publishes go (a pump per ack
+            // would send each publish in its own TCP segment).
+            c->on_ack = [this] {
+                ++acked_;
+                if (!s_.complete_posted.exchange(true))
+                    asio::post(*s_.publisher_ioc, [this] {
+                        s_.complete_posted = false;
+                        pump();
+                    });
+            };
             ws_pub_ = c;
             c->connect([](bool) {});
             break;
@@ -855,13 +867,14 @@ private:
         if (!publishing_ || s_.cfg.rate > 0) return;
         const bool http = s_.cfg.transport != transport_kind::websocket;
         while (publishing_) {
-            if (http ? posting_ : published_total_.load() - acked_ >= s_.cfg.window) return;
-            if (published_total_.load() - s_.completed.load() >= s_.cfg.max_inflight) { ++stalls_; return; }
-            publish_one(now_ns());
+            if (http ? posting_ : published_total_.load() - acked_ >= s_.cfg.window) break;
+            if (published_total_.load() - s_.completed.load() >= s_.cfg.max_inflight) { ++stalls_; break; }
+            publish_one(now_ns(), false);
         }
+        if (ws_pub_) ws_pub_->send_queued();
     }
 
-    void publish_one(std::uint64_t t) {
+    void publish_one(std::uint64_t t, bool now = true) {
         const auto& cfg = s_.cfg;
         const std::uint64_t mid = published_total_.load();
         std::size_t ch = 0;
@@ -882,7 +895,7 @@ private:
         switch (cfg.transport) {
         case transport_kind::websocket:
             frame_ = "{\"type\":\"publish\",\"channel\":\"" + info.name + "\",\"data\":" + data_ + "}";
-            ws_pub_->send_text(frame_);
+            ws_pub_->send_text(frame_, now);
             break;
         case transport_kind::herald_longpoll:
             posting_ = true;
