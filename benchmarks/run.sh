@@ -91,13 +91,13 @@ scenarios=(
   "fanout-100-bursty|herald wspp ws|--connections 100 --window 256"
   "fanout-1000-paced|herald wspp ws|--connections 1000 --window 4"
   "fanout-1000-bursty|herald wspp ws|--connections 1000 --window 256"
-  "fanout-10000-paced|herald wspp ws|--connections 10000 --window 4"
-  "fanout-10000-bursty|herald wspp ws|--connections 10000 --window 64"
+  "fanout-10000-paced|herald wspp ws|--connections 10000 --window 4 --max-inflight 128"
+  "fanout-10000-bursty|herald wspp ws|--connections 10000 --window 256 --max-inflight 128"
   "channels-10000|herald wspp ws|--connections 10000 --groups 100 --window 64"
   "latency-1000-at-20|herald wspp ws|--connections 1000 --rate 20"
   "latency-1000-at-1000|herald wspp ws|--connections 1000 --rate 1000"
   "idle-10000|herald wspp ws|--connections 10000 --groups 10000 --idle"
-  "longpoll-1000|herald-lp socketio|--connections 1000 --window 16"
+  "longpoll-1000|herald-lp socketio|--connections 1000 --max-inflight 64"
 )
 if (( quick )); then
   scenarios=("${scenarios[@]:0:4}" "${scenarios[8]}" "${scenarios[9]}" "${scenarios[10]}")
