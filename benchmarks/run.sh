@@ -74,8 +74,17 @@ start_server() {
     socketio) taskset -c $server_core node benchmarks/net/peers/socketio-server.mjs $port > "$log" 2>&1 & ;;
   esac
   server_pid=$!
-  for _ in $(seq 400); do grep -q "^port" "$log" 2>/dev/null && break; sleep 0.05; done
-  grep -q "^port" "$log" || { echo "run.sh: $1 did not start:"; cat "$log"; exit 1; }
+  local t0=$SECONDS
+  for _ in $(seq 1200); do
+    grep -q "^port" "$log" 2>/dev/null && break
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if ! grep -q "^port" "$log"; then
+    echo "run.sh: $1 did not start within $((SECONDS - t0)) s (state: $(ps -o stat= -p "$server_pid" 2>/dev/null || echo gone)):"
+    cat "$log"
+    return 1
+  fi
   case $1 in
     herald) path=/herald/ws transport=websocket ;;
     herald-lp) path=/herald/ws transport=herald-longpoll ;;
@@ -112,7 +121,11 @@ for ((rep = 1; rep <= reps; rep++)); do
     IFS='|' read -r label servers args <<< "$sc"
     [[ -n "$only" && ! "$label" =~ $only ]] && continue
     for s in $servers; do
-      start_server "$s"
+      if ! start_server "$s"; then
+        stop_server
+        printf '{"label":"%s","server":"%s","exit":9,"error":"server did not start"}\n' "$label" "$s" >> "$results"
+        continue
+      fi
       extra=(--warmup $w --duration $d)
       [[ "$label" == latency-* ]] && extra=(--warmup 1 --duration $((d + 1)))
       # shellcheck disable=SC2086
@@ -121,6 +134,7 @@ for ((rep = 1; rep <= reps; rep++)); do
         || line=$(printf '{"label":"%s","server":"%s","exit":%d,"error":"%s"}' "$label" "$s" $? \
                   "$(tr -d '"\\' < "$out/net-loadgen.err" | tr '\n' ' ' | cut -c1-200)")
       stop_server
+      [[ "$args" == *"--connections 10000"* ]] && sleep 2  # let the kernel finish closing 20k sockets
       echo "$line" >> "$results"
       /usr/bin/python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("  rep %d  %-22s %-9s %s" % (int(sys.argv[2]), r["label"], r["server"],
         ("%.0f B/conn" % r["bytes_per_conn"]) if "bytes_per_conn" in r else

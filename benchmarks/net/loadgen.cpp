@@ -593,6 +593,10 @@ private:
             request("POST", base() + "&sid=" + sid_, "3");
             return;
         }
+        // The publisher (no room) stops polling once connected: a held GET would hold its
+        // POSTs behind it on the one keep-alive connection (runs are shorter than the
+        // 45 s Engine.IO gives a session without polls).
+        if (room_.empty()) return;
         poll();
     }
     std::string room_, sid_;
