@@ -97,6 +97,7 @@ public:
         stop(std::chrono::milliseconds(0));
         tick_timer_.reset();
         acceptor_.reset();
+        if (wakes_) wakes_->clear();
         own_ioc_.reset();  // pending handlers (and the connections they hold) go while the hub lives
     }
 
@@ -132,6 +133,9 @@ public:
         if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
         if (ec) { acceptor_.reset(); return; }
         port_ = acceptor_->local_endpoint().port();
+        // One I/O thread of our own: the io_context is an implicit strand, so connections run
+        // on it directly and their wakes are batched (see detail::wake_batch).
+        if (own_ioc_ && opts_.threads <= 1 && !wakes_) wakes_ = std::make_unique<detail::wake_batch>(ioc_.get_executor());
         if (ctx_.server_id.empty()) ctx_.server_id = opts_.address + ":" + std::to_string(port_);
         started_ = true;
         accept();
@@ -211,11 +215,12 @@ private:
     }
 
     void accept() {
-        acceptor_->async_accept(asio::make_strand(ioc_), [this](std::error_code ec, asio::ip::tcp::socket socket) {
+        asio::any_io_executor ex = wakes_ ? asio::any_io_executor(ioc_.get_executor()) : asio::any_io_executor(asio::make_strand(ioc_));
+        acceptor_->async_accept(ex, [this](std::error_code ec, asio::ip::tcp::socket socket) {
             if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
             if (!ec) {
                 detail::connection_owner& owner = *this;
-                auto c = std::make_shared<detail::connection>(std::move(socket), owner, limits_);
+                auto c = std::make_shared<detail::connection>(std::move(socket), owner, limits_, wakes_.get());
                 {
                     std::lock_guard<std::mutex> lock(conn_mu_);
                     connections_.emplace(c.get(), c);
@@ -317,6 +322,7 @@ private:
     std::tuple<std::unique_ptr<Transports>...> transports_;
     std::map<std::string, http_handler, std::less<>> handlers_;
 
+    std::unique_ptr<detail::wake_batch> wakes_;
     std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
     std::unique_ptr<asio::steady_timer> tick_timer_;
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;

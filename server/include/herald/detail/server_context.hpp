@@ -50,8 +50,13 @@ public:
         return std::chrono::milliseconds(d(rng_));
     }
 
-    /// A session wake that posts to the connection's strand (never blocks the publisher).
+    /// A session wake that never blocks the publisher: it joins the connection's wake batch
+    /// (one I/O thread), or posts to the connection's strand.
     static session::wake_function waker(const std::shared_ptr<connection>& c) {
+        if (wake_batch* b = c->batch())
+            return [w = std::weak_ptr<connection>(c), b] {
+                if (auto conn = w.lock()) b->add(std::move(conn));
+            };
         return [w = std::weak_ptr<connection>(c)] {
             if (auto conn = w.lock())
                 asio::post(conn->get_executor(), [w] {

@@ -1,12 +1,19 @@
 // herald — the WebSocket transport: RFC 6455 by websocketpp, socket and writes by herald.
 //
-// websocketpp runs sans-I/O here (its iostream transport): herald feeds it the bytes it reads
-// and writes what it hands back, so websocketpp does the handshake validation, frame parsing,
-// UTF-8 checks, control frames and the close handshake, while herald keeps the socket, the
-// timers and the write queue. Message frames bypass websocketpp's send(): each herald frame is
-// encoded once per publish and written, with a header made by websocketpp's frame helpers,
-// to every connection from the same buffer, all pending frames of a connection in one
-// gathered write.
+// websocketpp runs sans-I/O here, at the level of its RFC 6455 processor (hybi13): herald
+// feeds it the bytes it reads, and websocketpp validates the handshake and computes its
+// answer, parses frames (masking, fragmentation, limits, UTF-8 of text messages) and prepares
+// the control frames. herald keeps the socket, the timers, the write queue, and the few
+// state transitions around them (answer a ping, echo a close, close after a protocol error
+// with websocketpp's close code). websocketpp's connection class is not used: it costs
+// ~4.5 KB per connection (two dozen std::function handlers, the handshake's header maps kept
+// for the connection's life, a std::deque send queue), more than all the rest of an idle
+// herald connection; the processor costs ~200 bytes and the handshake's request and
+// response live only while it is answered.
+//
+// Message frames bypass websocketpp: each herald frame is encoded once per publish and
+// written, with a header made by websocketpp's frame helpers, to every connection from the
+// same buffer, all pending frames of a connection in one gathered write.
 #pragma once
 
 #include <herald/hub.hpp>
@@ -14,13 +21,16 @@
 #include <herald/detail/connection.hpp>
 #include <herald/detail/server_context.hpp>
 
-#include <websocketpp/concurrency/none.hpp>
+#include <websocketpp/close.hpp>
 #include <websocketpp/config/core.hpp>
-#include <websocketpp/logger/stub.hpp>
-#include <websocketpp/server.hpp>
+#include <websocketpp/http/request.hpp>
+#include <websocketpp/http/response.hpp>
+#include <websocketpp/processors/hybi13.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,26 +39,10 @@ namespace herald::transport {
 
 namespace detail {
 
-/// websocketpp configuration: single-threaded per connection (herald serializes on the
-/// connection's strand), no logging, a small read buffer (bytes are fed synchronously, so a
-/// large one buys nothing and costs memory on every idle connection).
-struct websocket_config : websocketpp::config::core {
-    typedef websocket_config type;
-    typedef websocketpp::concurrency::none concurrency_type;
-    typedef websocketpp::log::stub elog_type;
-    typedef websocketpp::log::stub alog_type;
-    struct transport_config : websocketpp::config::core::transport_config {
-        typedef type::concurrency_type concurrency_type;
-        typedef type::elog_type elog_type;
-        typedef type::alog_type alog_type;
-        static bool const enable_multithreading = false;
-    };
-    typedef websocketpp::transport::iostream::endpoint<transport_config> transport_type;
-    static bool const enable_multithreading = false;
-    static const size_t connection_read_buffer_size = 1024;
-};
-
-using websocket_endpoint = websocketpp::server<websocket_config>;
+/// websocketpp configuration: the types of its hybi13 processor (message buffers, the HTTP
+/// parser, no permessage-deflate).
+using websocket_config = websocketpp::config::core;
+using websocket_processor = websocketpp::processor::hybi13<websocket_config>;
 
 } // namespace detail
 
@@ -67,11 +61,8 @@ public:
     static constexpr std::uint16_t close_drain = 4001;
     static constexpr std::uint16_t close_slow_consumer = 4008;
 
-    websocket(herald::detail::server_context& ctx, const options& opts) : ctx_(ctx), opts_(opts) {
-        endpoint_.clear_access_channels(websocketpp::log::alevel::all);
-        endpoint_.clear_error_channels(websocketpp::log::elevel::all);
-        endpoint_.set_user_agent("herald");
-    }
+    websocket(herald::detail::server_context& ctx, const options& opts)
+        : ctx_(ctx), opts_(opts), messages_(std::make_shared<detail::websocket_config::con_msg_manager_type>()) {}
 
     /// Takes `GET <path>` requests. Without `Upgrade: websocket` (a proxy dropped it) the
     /// answer is 426 naming the cause, so that clients fall back and herald-doctor can tell.
@@ -89,56 +80,56 @@ private:
 
     herald::detail::server_context& ctx_;
     options opts_;
-    detail::websocket_endpoint endpoint_;
+    // Shared by every connection's processor: the message allocator is stateless, and the
+    // random generator is for client-side masking, which a server never does.
+    std::shared_ptr<detail::websocket_config::con_msg_manager_type> messages_;
+    detail::websocket_config::rng_type rng_;
 };
 
-/// One WebSocket connection: websocketpp's connection, fed and drained by herald.
+/// One WebSocket connection: websocketpp's processor, fed and drained by herald.
 class websocket::stream final : public herald::detail::stream_handler,
                                 public std::enable_shared_from_this<websocket::stream> {
 public:
     using clock = herald::detail::clock;
-    using ws_connection = detail::websocket_endpoint::connection_type;
+    using message_ptr = detail::websocket_config::message_type::ptr;
 
     stream(websocket& t, const std::shared_ptr<herald::detail::connection>& c, principal who)
-        : t_(t), conn_(c), who_(std::move(who)), last_rx_(clock::now()), last_tx_(last_rx_) {
-        ws_ = t_.endpoint_.get_connection();
-        ws_->set_max_message_size(t_.ctx_.opts.max_request_bytes);
-        // All callbacks run inside ws_->read_all / close, on this connection's strand.
-        ws_->set_write_handler([this](websocketpp::connection_hdl, const char* data, std::size_t n) {
-            if (auto c2 = conn_.lock()) c2->write(std::string(data, n));
-            return std::error_code();
-        });
-        ws_->set_vector_write_handler([this](websocketpp::connection_hdl, const std::vector<websocketpp::transport::buffer>& bufs) {
-            std::string bytes;
-            for (const auto& b : bufs) bytes.append(b.buf, b.len);
-            if (auto c2 = conn_.lock()) c2->write(std::move(bytes));
-            return std::error_code();
-        });
-        ws_->set_shutdown_handler([this](websocketpp::connection_hdl) {
-            if (auto c2 = conn_.lock()) c2->close_after_flush();
-            return std::error_code();
-        });
-        ws_->set_validate_handler([this](websocketpp::connection_hdl) {
-            for (const std::string& p : ws_->get_requested_subprotocols())
-                if (p == protocol::name) { ws_->select_subprotocol(std::string(protocol::name)); break; }
-            return true;
-        });
-        ws_->set_open_handler([this](websocketpp::connection_hdl) { on_open(); });
-        ws_->set_message_handler([this](websocketpp::connection_hdl, ws_connection::message_ptr m) { on_message(m); });
-        ws_->set_pong_handler([this](websocketpp::connection_hdl, std::string) { last_rx_ = clock::now(); return; });
-        ws_->set_close_handler([this](websocketpp::connection_hdl) { finish(); });
-        ws_->set_fail_handler([this](websocketpp::connection_hdl) {
-            finish();
-            if (auto c2 = conn_.lock()) c2->close_after_flush();
-        });
-        ws_->start();
+        : t_(t), conn_(c), who_(std::move(who)), proc_(false, true, t.messages_, t.rng_),
+          last_rx_(clock::now()), last_tx_(last_rx_) {
+        proc_.set_max_message_size(t_.ctx_.opts.max_request_bytes);
     }
 
     ~stream() override { finish(); }
 
     void on_read(const char* data, std::size_t n) override {
         last_rx_ = clock::now();
-        ws_->read_all(data, n);
+        if (state_ == state::handshake) {
+            const std::size_t used = handshake(data, n);
+            data += used;
+            n -= used;
+        }
+        if (state_ == state::closed || state_ == state::failed || n == 0) return;
+        // The processor unmasks in place: it works on a copy (inbound frames are small and few).
+        thread_local std::string scratch;
+        scratch.assign(data, n);
+        auto* p = reinterpret_cast<std::uint8_t*>(scratch.data());
+        std::size_t left = n;
+        while (left > 0 && state_ != state::closed && state_ != state::failed) {
+            std::error_code ec;
+            const std::size_t used = proc_.consume(p, left, ec);
+            if (ec) {
+                fail(websocketpp::processor::error::to_ws(ec), ec.message());
+                break;
+            }
+            p += used;
+            left -= used;
+            if (proc_.ready()) {
+                if (message_ptr m = proc_.get_message()) dispatch(m);
+            } else if (used == 0) {
+                break;
+            }
+        }
+        if (scratch.capacity() > 65536) std::string().swap(scratch);
     }
 
     void on_written() override { pump(); }
@@ -162,10 +153,7 @@ public:
             return;
         }
         if (now - last_tx_ >= hb) send(protocol::make_ping());
-        if (now - last_rx_ >= hb && ws_->get_state() == websocketpp::session::state::open) {
-            std::error_code ec;
-            ws_->ping("", ec);
-        }
+        if (now - last_rx_ >= hb && state_ == state::open) control(websocketpp::frame::opcode::ping, "");
     }
 
     void on_drain(std::chrono::milliseconds after) override {
@@ -178,12 +166,59 @@ public:
     }
 
     void on_close() override {
-        // The socket is gone: let websocketpp finish its state machine, then the session goes.
-        if (ws_->get_state() != websocketpp::session::state::closed) ws_->eof();
+        state_ = state::closed;
         finish();
     }
 
 private:
+    enum class state { handshake, open, closing, closed, failed };
+
+    // Validates the upgrade request and answers it (websocketpp's processor does both).
+    // @returns the bytes of `data` that were the request.
+    std::size_t handshake(const char* data, std::size_t n) {
+        auto c = conn_.lock();
+        if (!c) return n;
+        websocketpp::http::parser::request req;
+        websocketpp::http::parser::response res;
+        std::size_t used = 0;
+        std::error_code ec;
+        try {
+            used = req.consume(data, n);
+        } catch (const std::exception&) {
+            used = n;
+        }
+        if (!req.ready()) {
+            res.set_status(websocketpp::http::status_code::bad_request);
+        } else if (websocketpp::processor::get_websocket_version(req) != proc_.get_version()) {
+            res.set_status(websocketpp::http::status_code::bad_request);
+            res.replace_header("Sec-WebSocket-Version", std::to_string(proc_.get_version()));
+        } else if ((ec = proc_.validate_handshake(req))) {
+            res.set_status(websocketpp::http::status_code::bad_request);
+        } else {
+            std::vector<std::string> offered;
+            proc_.extract_subprotocols(req, offered);
+            std::string chosen;
+            for (const std::string& p : offered)
+                if (p == protocol::name) chosen = p;
+            res.set_status(websocketpp::http::status_code::switching_protocols);
+            if ((ec = proc_.process_handshake(req, chosen, res)))
+                res.set_status(websocketpp::http::status_code::internal_server_error);
+        }
+        res.set_version("HTTP/1.1");
+        res.replace_header("Server", "herald");
+        const bool ok = res.get_status_code() == websocketpp::http::status_code::switching_protocols;
+        if (!ok) res.replace_header("Connection", "close");
+        c->write(proc_.get_raw(res));
+        if (!ok) {
+            state_ = state::failed;
+            c->close_after_flush();
+            return n;
+        }
+        state_ = state::open;
+        on_open();
+        return used;
+    }
+
     void on_open() {
         auto c = conn_.lock();
         if (!c) return;
@@ -191,13 +226,40 @@ private:
         send(protocol::make_welcome(session_->id(), t_.ctx_.opts.heartbeat, t_.ctx_.transports, t_.ctx_.server_id));
     }
 
-    void on_message(const ws_connection::message_ptr& m) {
-        last_rx_ = clock::now();
-        if (m->get_opcode() != websocketpp::frame::opcode::text) {
-            close(websocketpp::close::status::unsupported_data, "herald.v1 frames are text");
+    void dispatch(const message_ptr& m) {
+        switch (m->get_opcode()) {
+        case websocketpp::frame::opcode::text:
+            if (state_ == state::open && session_) t_.ctx_.hub.handle(session_, m->get_payload());
+            return;
+        case websocketpp::frame::opcode::ping:
+            if (state_ == state::open) control(websocketpp::frame::opcode::pong, m->get_payload());
+            return;
+        case websocketpp::frame::opcode::pong:
+            return;  // last_rx_ is set already
+        case websocketpp::frame::opcode::close:
+            on_close_frame(m->get_payload());
+            return;
+        default:
+            if (state_ == state::open) close(websocketpp::close::status::unsupported_data, "herald.v1 frames are text");
             return;
         }
-        if (session_) t_.ctx_.hub.handle(session_, m->get_payload());
+    }
+
+    // The peer's close: echo it (or answer 1002 for a malformed one) and end the connection;
+    // or, when we sent ours first, it completes the handshake.
+    void on_close_frame(const std::string& payload) {
+        auto c = conn_.lock();
+        if (!c) return;
+        if (state_ == state::open) {
+            std::error_code ec;
+            auto code = websocketpp::close::extract_code(payload, ec);
+            if (!ec) websocketpp::close::extract_reason(payload, ec);  // validates its UTF-8
+            // Echo the code (an empty close for an empty one); 1002 for a malformed one.
+            write_close(ec ? websocketpp::close::status::protocol_error : code, "");
+        }
+        state_ = state::closed;
+        finish();
+        c->close_after_flush();
     }
 
     // Moves what the hub queued onto the socket: all of it in one gathered write, and only
@@ -205,16 +267,19 @@ private:
     // session's capped queue (where the slow-consumer rule sees it).
     void pump() {
         auto c = conn_.lock();
-        if (!c || !session_ || closing_since_ || c->writing()) return;
-        batch_.clear();
-        const bool open = session_->take(batch_);
-        if (!batch_.empty() && ws_->get_state() == websocketpp::session::state::open) {
-            for (frame_ptr& f : batch_) c->write_websocket(std::move(f));
+        if (!c || !session_ || state_ != state::open || c->writing()) return;
+        // One batch vector per thread: pump never re-enters itself (writes complete or wait
+        // without calling back), and idle connections keep none.
+        thread_local std::vector<frame_ptr> batch;
+        batch.clear();
+        const bool open = session_->take(batch);
+        if (!batch.empty()) {
+            for (frame_ptr& f : batch) c->write_websocket(std::move(f));
             c->flush();
             last_tx_ = clock::now();
         }
-        batch_.clear();
-        if (batch_.capacity() > 64) std::vector<frame_ptr>().swap(batch_);
+        batch.clear();
+        if (batch.capacity() > 4096) std::vector<frame_ptr>().swap(batch);
         if (!open) {
             if (session_->close_reason() == error::slow_consumer)
                 close(close_slow_consumer, "slow consumer: resume from your cursors");
@@ -225,18 +290,48 @@ private:
 
     void send(frame_ptr f) {
         auto c = conn_.lock();
-        if (!c || ws_->get_state() != websocketpp::session::state::open) return;
+        if (!c || state_ != state::open) return;
         c->write_websocket(std::move(f));
         c->flush();
         last_tx_ = clock::now();
     }
 
+    // A ping or pong, prepared by websocketpp.
+    void control(websocketpp::frame::opcode::value op, const std::string& payload) {
+        auto c = conn_.lock();
+        message_ptr m = t_.messages_->get_message();
+        if (!c || !m) return;
+        const std::error_code ec = op == websocketpp::frame::opcode::ping ? proc_.prepare_ping(payload, m) : proc_.prepare_pong(payload, m);
+        if (!ec) c->write(m->get_header() + m->get_payload());
+    }
+
+    void write_close(websocketpp::close::status::value code, const std::string& reason) {
+        auto c = conn_.lock();
+        message_ptr m = t_.messages_->get_message();
+        if (!c || !m) return;
+        if (!proc_.prepare_close(code, reason, m)) c->write(m->get_header() + m->get_payload());
+    }
+
+    // Starts the close handshake: our close frame now, the connection ends when the peer
+    // answers (or after 5 s, see on_tick).
     void close(std::uint16_t code, const std::string& reason) {
         if (closing_since_) return;
         closing_since_ = clock::now();
-        std::error_code ec;
-        if (ws_->get_state() == websocketpp::session::state::open) ws_->close(code, reason, ec);
+        if (state_ == state::open) {
+            write_close(code, reason);
+            state_ = state::closing;
+        }
         finish();
+    }
+
+    // A protocol violation: websocketpp's close code, then the connection ends (the stream
+    // cannot be parsed any further).
+    void fail(websocketpp::close::status::value code, const std::string& reason) {
+        auto c = conn_.lock();
+        if (state_ == state::open) write_close(code, reason);
+        state_ = state::failed;
+        finish();
+        if (c) c->close_after_flush();
     }
 
     void finish() {
@@ -249,11 +344,11 @@ private:
     websocket& t_;
     std::weak_ptr<herald::detail::connection> conn_;
     principal who_;
-    ws_connection::ptr ws_;
+    detail::websocket_processor proc_;
     session_ptr session_;
-    std::vector<frame_ptr> batch_;
     clock::time_point last_rx_, last_tx_;
     std::optional<clock::time_point> closing_since_;
+    state state_ = state::handshake;
 };
 
 inline bool websocket::serve(const std::shared_ptr<herald::detail::connection>& c, http_request& r) {
