@@ -84,6 +84,16 @@ protected:
 ///
 /// `publish` and `fetch` may be called from any thread, concurrently, also from within a
 /// handler or a sink call.
+///
+/// Optionally, a backplane that orders in this process (the local one) also offers, for `c`
+/// and `d` of type `std::string_view` and `ec` a `std::error_code&`:
+///
+/// | expression                     | meaning                                                   |
+/// |--------------------------------|-----------------------------------------------------------|
+/// | `b.publish(c, d, ec)`          | the same as the form above, finished before it returns: returns the position, or sets `ec` |
+///
+/// The hub then publishes through it (see has_sync_publish) and spares the handler and the
+/// wait of the blocking hub::publish (allocations and a condition variable per message).
 template <class B, class = void>
 struct is_backplane : std::false_type {};
 
@@ -99,6 +109,18 @@ struct is_backplane<
 
 template <class B>
 inline constexpr bool is_backplane_v = is_backplane<B>::value;
+
+/// True when the Backplane `B` offers the optional synchronous `publish(c, d, ec)`.
+template <class B, class = void>
+struct has_sync_publish : std::false_type {};
+
+template <class B>
+struct has_sync_publish<B, std::void_t<decltype(position(std::declval<B&>().publish(
+                               std::declval<std::string_view>(), std::declval<std::string_view>(),
+                               std::declval<std::error_code&>())))>> : std::true_type {};
+
+template <class B>
+inline constexpr bool has_sync_publish_v = has_sync_publish<B>::value;
 
 namespace backplane {
 
@@ -119,6 +141,11 @@ public:
         done(ec, std::move(pos));
     }
 
+    /// The synchronous form: the message is ordered and delivered when it returns.
+    position publish(std::string_view channel, std::string_view data, std::error_code& ec) {
+        return sink_->order_and_deliver(channel, data, ec);
+    }
+
     void fetch(std::string channel, std::optional<position> since, fetch_handler done) {
         done({}, sink_->read_history(channel, since));
     }
@@ -127,7 +154,7 @@ private:
     backplane_sink* sink_ = nullptr;
 };
 
-static_assert(is_backplane_v<local>);
+static_assert(is_backplane_v<local> && has_sync_publish_v<local>);
 
 } // namespace backplane
 } // namespace herald

@@ -18,18 +18,28 @@ inline constexpr std::size_t max_channel_length = 200;
 /// escaping, frames embed them verbatim.
 /// @returns `error::invalid_channel` or an empty code.
 inline std::error_code validate_channel(std::string_view name) noexcept {
+    // One table look-up per byte: this runs on every publish.
+    struct table {
+        bool ok[256] = {};
+        constexpr table() {
+            for (int c = 'a'; c <= 'z'; ++c) ok[c] = true;
+            for (int c = 'A'; c <= 'Z'; ++c) ok[c] = true;
+            for (int c = '0'; c <= '9'; ++c) ok[c] = true;
+            ok[static_cast<unsigned char>('_')] = ok[static_cast<unsigned char>('-')] = ok[static_cast<unsigned char>(':')] = true;
+        }
+    };
+    static constexpr table name_chars;
     if (name.empty() || name.size() > max_channel_length) return error::invalid_channel;
     bool segment_empty = true;
     for (char c : name) {
         if (c == '.') {
             if (segment_empty) return error::invalid_channel;
             segment_empty = true;
-            continue;
+        } else if (name_chars.ok[static_cast<unsigned char>(c)]) {
+            segment_empty = false;
+        } else {
+            return error::invalid_channel;
         }
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                        c == '_' || c == '-' || c == ':';
-        if (!ok) return error::invalid_channel;
-        segment_empty = false;
     }
     if (segment_empty) return error::invalid_channel;
     return {};

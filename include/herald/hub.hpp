@@ -10,9 +10,9 @@
 #include <herald/options.hpp>
 #include <herald/protocol.hpp>
 #include <herald/session.hpp>
+#include <herald/detail/json_check.hpp>
+#include <herald/detail/name_table.hpp>
 #include <herald/detail/random.hpp>
-
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <array>
@@ -20,6 +20,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <iterator>
 #include <memory>
@@ -30,7 +31,6 @@
 #include <string_view>
 #include <system_error>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -97,6 +97,17 @@ public:
     /// connection with the publish under way), and the message may be delivered all the same.
     position publish(std::string_view channel, std::string_view data, std::error_code& ec) {
         ec.clear();
+        if ((ec = check_publish(channel, data))) {
+            publish_errors_.fetch_add(1, std::memory_order_relaxed);
+            return {};
+        }
+        // A backplane that orders here (the local one) is done when this call returns:
+        // no handler to allocate, nothing to wait for.
+        position pos;
+        if (backplane_->publish_now(channel, data, pos, ec)) {
+            if (ec) publish_errors_.fetch_add(1, std::memory_order_relaxed);
+            return pos;
+        }
         struct waiter {
             std::mutex mu;
             std::condition_variable cv;
@@ -105,7 +116,7 @@ public:
             position pos;
         };
         auto w = std::make_shared<waiter>();
-        async_publish(std::string(channel), std::string(data), [w](std::error_code e, position p) {
+        publish_checked(std::string(channel), std::string(data), [w](std::error_code e, position p) {
             std::lock_guard<std::mutex> lock(w->mu);
             w->ec = e;
             w->pos = std::move(p);
@@ -133,22 +144,18 @@ public:
     /// message (at once with the local backplane, on the calling thread; on the backplane's
     /// thread with a remote one) or refused it; always once. Errors as for publish().
     void async_publish(std::string channel, std::string data, publish_handler done) {
-        if (std::error_code ec = check_publish(channel, data)) {
-            publish_errors_.fetch_add(1, std::memory_order_relaxed);
-            done(ec, {});
+        std::error_code ec = check_publish(channel, data);
+        position pos;
+        if (ec || backplane_->publish_now(channel, data, pos, ec)) {
+            if (ec) publish_errors_.fetch_add(1, std::memory_order_relaxed);
+            done(ec, std::move(pos));
             return;
         }
-        backplane_->publish(std::move(channel), std::move(data), [this, done = std::move(done)](std::error_code ec, position p) {
-            if (ec) publish_errors_.fetch_add(1, std::memory_order_relaxed);
-            done(ec, std::move(p));
-        });
+        publish_checked(std::move(channel), std::move(data), std::move(done));
     }
 
-    /// The channel's current position (its epoch and last offset) as this server knows it; a
-    /// channel never published to has a fresh epoch and offset 0. With a remote backplane, the
-    /// position of a channel no local session follows is not known here: a subscribe asks.
-    ///
-    /// Asks the backplane, which knows the stream even when this server never saw the channel
+    /// The channel's current position (its epoch and last offset); a channel never published
+    /// to has a fresh epoch and offset 0. Asks the backplane, which knows the stream even when this server never saw the channel
     /// (Redis): read it before loading the state a page shows, and subscribe `since` it. Blocks
     /// up to hub_options::publish_timeout; with an asynchronous backplane, not from a handler
     /// of the backplane's own loop. On failure `ec` is set (e.g. backplane_unavailable).
@@ -231,7 +238,7 @@ public:
 
         const std::uint64_t token = next_token_.fetch_add(1, std::memory_order_relaxed) + 1;
         {
-            auto [ch, lock] = acquire(channel);
+            auto ch = acquire(channel);
             drop_subscriber(*ch, s.get());  // a resubscribe starts over from `since`
             ch->recovering.push_back({s, token, request_id, ch->held.size()});
         }
@@ -284,9 +291,9 @@ public:
         const auto now = std::chrono::steady_clock::now();
         for (auto& sh : shards_) {
             std::unique_lock<std::shared_mutex> shard_lock(sh.mu);
-            for (auto it = sh.map.begin(); it != sh.map.end();) {
-                const std::shared_ptr<channel_state> keep = it->second;  // outlives the erase and the lock
-                channel_state& ch = *keep;
+            std::vector<std::shared_ptr<channel_state>> forgotten;
+            sh.map.for_each([&](const std::shared_ptr<channel_state>& state) {
+                channel_state& ch = *state;
                 std::lock_guard<std::mutex> lock(ch.mu);
                 ch.log.expire(now);
                 ch.subs.erase(std::remove_if(ch.subs.begin(), ch.subs.end(),
@@ -294,18 +301,18 @@ public:
                               ch.subs.end());
                 if (ch.subs.empty() && ch.recovering.empty() && !ch.repairing && ch.log.empty()) {
                     ch.dead = true;
-                    it = sh.map.erase(it);
-                } else {
-                    ++it;
+                    sh.swept_published += ch.published;
+                    sh.swept_deliveries += ch.deliveries;
+                    forgotten.push_back(state);
                 }
-            }
+            });
+            // Erased after the walk; `forgotten` keeps each state alive until its lock is released.
+            for (const auto& ch : forgotten) sh.map.erase(ch->name, ch->hash);
         }
     }
 
     hub_stats stats() const {
         hub_stats st;
-        st.published = published_.load(std::memory_order_relaxed);
-        st.deliveries = deliveries_.load(std::memory_order_relaxed);
         st.slow_consumers = slow_consumers_.load(std::memory_order_relaxed);
         st.publish_errors = publish_errors_.load(std::memory_order_relaxed);
         st.refetches = refetches_.load(std::memory_order_relaxed);
@@ -313,6 +320,13 @@ public:
         for (auto& sh : shards_) {
             std::shared_lock<std::shared_mutex> lock(sh.mu);
             st.channels += sh.map.size();
+            st.published += sh.swept_published;
+            st.deliveries += sh.swept_deliveries;
+            sh.map.for_each([&](const std::shared_ptr<channel_state>& ch) {
+                std::lock_guard<std::mutex> lock(ch->mu);
+                st.published += ch->published;
+                st.deliveries += ch->deliveries;
+            });
         }
         return st;
     }
@@ -332,8 +346,25 @@ private:
     };
 
     struct channel_state {
-        channel_state(const history_options& h, bool ordered_here) : known(ordered_here), log(h) {}
+        channel_state(std::string_view n, std::uint64_t h, const history_options& o, bool ordered_here)
+            : hash(h), known(ordered_here), log(o) {
+            if (n.size() <= sizeof short_name_) {
+                std::memcpy(short_name_, n.data(), n.size());
+                name = std::string_view(short_name_, n.size());
+            } else {
+                long_name_ = n;
+                name = long_name_;
+            }
+        }
+        channel_state(const channel_state&) = delete;
+        channel_state& operator=(const channel_state&) = delete;
+
+        // A lookup compares the name: it is kept inside the state (when it is not long), next
+        // to the lock the publish takes next, rather than behind a pointer in another line.
         std::mutex mu;
+        const std::uint64_t hash;  // of name
+        std::string_view name;     // short_name_ or long_name_
+        char short_name_[48];
         bool dead = false;  // swept: look the channel up again
         // {epoch, head}: the last message given to the live subscribers. With a remote backplane
         // it is `known` only while someone follows the channel here; it is set by a fetch, then
@@ -351,11 +382,17 @@ private:
         std::size_t repair_from = 0;  // held[repair_from..] came after the repair's fetch began
         // Every message that came while someone recovers or a repair runs, in arrival order.
         std::vector<frame_ptr> held;
+        // Counted under the channel's lock, summed by stats(): a hub-wide atomic would be a
+        // cache line that every publishing core writes, twice per publish.
+        std::uint64_t published = 0, deliveries = 0;
+        std::string long_name_;
     };
 
-    struct shard {
+    // Channels are spread over shards so that finding one rarely waits for another thread.
+    struct alignas(64) shard {
         mutable std::shared_mutex mu;
-        std::unordered_map<std::string, std::shared_ptr<channel_state>> map;
+        detail::name_table<channel_state> map;
+        std::uint64_t swept_published = 0, swept_deliveries = 0;  // counts of forgotten channels
     };
 
     // Type erasure for the backplane and the authorizer: their requirements are checked at
@@ -365,6 +402,8 @@ private:
         virtual void attach(backplane_sink&) = 0;
         virtual void detach() = 0;
         virtual void publish(std::string, std::string, publish_handler) = 0;
+        // The optional synchronous publish: false when the backplane has none.
+        virtual bool publish_now(std::string_view, std::string_view, position&, std::error_code&) = 0;
         virtual void fetch(std::string, std::optional<position>, fetch_handler) = 0;
         virtual std::string_view name() const noexcept = 0;
     };
@@ -374,6 +413,14 @@ private:
         void attach(backplane_sink& s) override { bp.attach(s); }
         void detach() override { bp.detach(); }
         void publish(std::string c, std::string d, publish_handler h) override { bp.publish(std::move(c), std::move(d), std::move(h)); }
+        bool publish_now(std::string_view c, std::string_view d, position& out, std::error_code& ec) override {
+            if constexpr (has_sync_publish_v<B>) {
+                out = bp.publish(c, d, ec);
+                return true;
+            } else {
+                return false;
+            }
+        }
         void fetch(std::string c, std::optional<position> since, fetch_handler h) override {
             bp.fetch(std::move(c), std::move(since), std::move(h));
         }
@@ -395,18 +442,35 @@ private:
 
     std::shared_ptr<const authorizer_concept> authorizer() const { return std::atomic_load(&authorizer_); }
 
+    // Publishes a checked message through the backplane's asynchronous form.
+    void publish_checked(std::string channel, std::string data, publish_handler done) {
+        backplane_->publish(std::move(channel), std::move(data), [this, done = std::move(done)](std::error_code ec, position p) {
+            if (ec) publish_errors_.fetch_add(1, std::memory_order_relaxed);
+            done(ec, std::move(p));
+        });
+    }
+
     std::error_code check_publish(std::string_view channel, std::string_view data) const {
         if (auto ec = validate_channel(channel)) return ec;
         if (data.size() > opts_.max_payload_bytes) return error::payload_too_large;
-        if (!nlohmann::json::accept(data)) return error::invalid_payload;
+        if (!detail::is_json_value(data)) return error::invalid_payload;
         return {};
     }
 
-    shard& shard_for(std::string_view channel) {
-        return shards_[std::hash<std::string_view>{}(channel) % shards_.size()];
-    }
+    // The table inside a shard indexes by the hash's low bits; the shard is chosen by high ones.
+    shard& shard_for(std::uint64_t hash) { return shards_[(hash >> 48) % shards_.size()]; }
 
-    using locked_channel = std::pair<std::shared_ptr<channel_state>, std::unique_lock<std::mutex>>;
+    /// A channel's state, locked (or nothing, from find()). `keep` owns a reference only when
+    /// the channel had to be waited for: the common case takes none (two atomic operations
+    /// fewer per publish).
+    struct locked_channel {
+        channel_state* ch = nullptr;
+        std::shared_ptr<channel_state> keep;  // declared before `lock`: released after it
+        std::unique_lock<std::mutex> lock;
+        explicit operator bool() const noexcept { return ch != nullptr; }
+        channel_state* operator->() const noexcept { return ch; }
+        channel_state& operator*() const noexcept { return *ch; }
+    };
 
     /// The channel's state, created if need be, locked.
     locked_channel acquire(std::string_view channel) { return lock_channel(channel, true); }
@@ -414,23 +478,32 @@ private:
     locked_channel find(std::string_view channel) { return lock_channel(channel, false); }
 
     locked_channel lock_channel(std::string_view channel, bool create) {
-        shard& sh = shard_for(channel);
+        const std::uint64_t hash = std::hash<std::string_view>{}(channel);
+        shard& sh = shard_for(hash);
         for (;;) {
             std::shared_ptr<channel_state> ch;
             {
-                std::shared_lock<std::shared_mutex> lock(sh.mu);
-                auto it = sh.map.find(std::string(channel));
-                if (it != sh.map.end()) ch = it->second;
+                std::shared_lock<std::shared_mutex> shard_lock(sh.mu);
+                if (auto* found = sh.map.find(channel, hash)) {
+                    // Locked while the shard lock keeps it in the table, the channel cannot be
+                    // swept (sweep needs both locks), so no reference is needed. A busy channel
+                    // is waited for with a reference instead, never with the shard held.
+                    std::unique_lock<std::mutex> lock((*found)->mu, std::try_to_lock);
+                    if (lock.owns_lock()) return {found->get(), nullptr, std::move(lock)};
+                    ch = *found;
+                }
             }
             if (!ch && !create) return {};
             if (!ch) {
-                std::unique_lock<std::shared_mutex> lock(sh.mu);
-                auto& slot = sh.map[std::string(channel)];
-                if (!slot) slot = std::make_shared<channel_state>(opts_.history, orders_here_);
-                ch = slot;
+                std::unique_lock<std::shared_mutex> shard_lock(sh.mu);
+                if (auto* found = sh.map.find(channel, hash)) ch = *found;
+                else ch = sh.map.insert(hash, std::make_shared<channel_state>(channel, hash, opts_.history, orders_here_));
             }
             std::unique_lock<std::mutex> lock(ch->mu);
-            if (!ch->dead) return {std::move(ch), std::move(lock)};
+            if (!ch->dead) {
+                channel_state* raw = ch.get();
+                return {raw, std::move(ch), std::move(lock)};
+            }
         }
     }
 
@@ -439,9 +512,15 @@ private:
     void fan_out(channel_state& ch, const frame_ptr& f) {
         std::size_t n = 0;
         bool dropped = false;
-        for (subscriber& sub : ch.subs) {
-            if (f->pos.offset <= sub.delivered) continue;
-            sub.delivered = f->pos.offset;
+        const std::uint64_t offset = f->pos.offset;
+        constexpr std::size_t ahead = 4;
+        for (std::size_t i = 0; i < ch.subs.size(); ++i) {
+            // With many channels the sessions are out of the cache, and each push's lock waits
+            // for its misses: ask for the sessions a few pushes ahead, so that they arrive meanwhile.
+            if (i + ahead < ch.subs.size()) detail::prefetch_for_write(ch.subs[i + ahead].s.get());
+            subscriber& sub = ch.subs[i];
+            if (offset <= sub.delivered) continue;
+            sub.delivered = offset;
             if (sub.s->push(f)) {
                 ++n;
             } else {
@@ -453,7 +532,7 @@ private:
         if (dropped)
             ch.subs.erase(std::remove_if(ch.subs.begin(), ch.subs.end(), [](const subscriber& x) { return x.s->closed(); }),
                           ch.subs.end());
-        deliveries_.fetch_add(n, std::memory_order_relaxed);
+        ch.deliveries += n;
     }
 
     // ---- subscribing: one mechanism for every backplane -----------------------------------
@@ -498,7 +577,7 @@ private:
     }
 
     void remove_subscriber(const std::string& channel, const session* s) {
-        auto [ch, lock] = find(channel);
+        auto ch = find(channel);
         if (!ch) return;
         drop_subscriber(*ch, s);
         settle(*ch);
@@ -507,7 +586,7 @@ private:
     void finish_subscribe(const std::string& name, std::uint64_t token, std::error_code ec, fetch_result r) {
         std::optional<repair> rep;
         {
-            auto [ch, lock] = find(name);
+            auto ch = find(name);
             if (!ch) return;
             auto it = std::find_if(ch->recovering.begin(), ch->recovering.end(),
                                    [token](const pending_subscriber& x) { return x.token == token; });
@@ -568,7 +647,7 @@ private:
                 delivered = ch.head;
             }
         }
-        deliveries_.fetch_add(out.size() - 1, std::memory_order_relaxed);
+        ch.deliveries += out.size() - 1;
         for (frame_ptr& f : out) p.s->push_forced(std::move(f));
         ch.subs.push_back({p.s, delivered});
         return rep;
@@ -598,8 +677,8 @@ private:
             if (f->pos.offset <= ch.head) return std::nullopt;
             if (f->pos.offset == ch.head + 1) {
                 ch.head = f->pos.offset;
+                ++ch.published;
                 fan_out(ch, f);
-                published_.fetch_add(1, std::memory_order_relaxed);
                 return std::nullopt;
             }
         }
@@ -610,7 +689,7 @@ private:
         std::optional<repair> rep;
         std::string note;
         {
-            auto [ch, lock] = find(name);
+            auto ch = find(name);
             if (!ch || !ch->repairing || ch->repair_token != token) return;
             ch->repairing = false;
             // Gives `f` to the live stream; held[next..] are still to come if it breaks again.
@@ -658,19 +737,20 @@ private:
 
     position order_and_deliver(std::string_view channel, std::string_view data, std::error_code& ec) override {
         ec.clear();
-        auto [ch, lock] = acquire(channel);
+        auto ch = acquire(channel);
         position pos{ch->epoch, ch->head + 1};
         frame_ptr f = protocol::make_message(std::string(channel), pos, data);
         ch->head = pos.offset;
-        ch->log.append(f, f->created);
+        ++ch->published;
         if (!ch->recovering.empty()) ch->held.push_back(f);
         fan_out(*ch, f);
-        published_.fetch_add(1, std::memory_order_relaxed);
+        const auto created = f->created;
+        ch->log.append(std::move(f), created);  // moved last: one reference count operation fewer
         return pos;
     }
 
     fetch_result read_history(std::string_view channel, const std::optional<position>& since) override {
-        auto [ch, lock] = acquire(channel);
+        auto ch = acquire(channel);
         fetch_result r;
         r.head = {ch->epoch, ch->head};
         if (since) {
@@ -683,7 +763,7 @@ private:
     bool deliver(std::string_view channel, const position& pos, std::string_view data) override {
         std::optional<repair> rep;
         {
-            auto [ch, lock] = find(channel);
+            auto ch = find(channel);
             if (!ch || !followed(*ch)) return false;
             frame_ptr f = protocol::make_message(std::string(channel), pos, data);
             if (!ch->recovering.empty() || ch->repairing) ch->held.push_back(f);
@@ -696,7 +776,7 @@ private:
     bool resync(std::string_view channel) override {
         std::optional<repair> rep;
         {
-            auto [ch, lock] = find(channel);
+            auto ch = find(channel);
             if (!ch || !followed(*ch)) return false;
             if (ch->known && !ch->repairing && !ch->subs.empty()) rep = start_repair(*ch);
         }
@@ -705,7 +785,7 @@ private:
     }
 
     bool following(std::string_view channel) override {
-        auto [ch, lock] = find(channel);
+        auto ch = find(channel);
         return ch && followed(*ch);
     }
 
@@ -718,7 +798,7 @@ private:
     std::shared_ptr<const authorizer_concept> authorizer_;
     std::array<shard, 64> shards_;
 
-    std::atomic<std::uint64_t> published_{0}, deliveries_{0}, slow_consumers_{0}, publish_errors_{0}, sessions_{0},
+    std::atomic<std::uint64_t> slow_consumers_{0}, publish_errors_{0}, sessions_{0},
         refetches_{0};
     std::atomic<std::uint64_t> next_token_{0};  // names one fetch: subscribe or repair
 };

@@ -5,6 +5,7 @@
 #include <herald/error.hpp>
 #include <herald/frame.hpp>
 #include <herald/options.hpp>
+#include <herald/detail/spin_lock.hpp>
 
 #include <atomic>
 #include <cstddef>
@@ -37,7 +38,7 @@ public:
     using wake_function = std::function<void()>;
 
     session(std::string id, principal who, session_options opts, wake_function wake)
-        : id_(std::move(id)), who_(std::move(who)), opts_(opts), wake_(std::move(wake)) {}
+        : opts_(opts), wake_(std::move(wake)), id_(std::move(id)), who_(std::move(who)) {}
 
     session(const session&) = delete;
     session& operator=(const session&) = delete;
@@ -48,7 +49,7 @@ public:
     /// Moves every queued frame to the end of `out`, oldest first.
     /// @returns false once the session is closed (nothing more will come).
     bool take(std::vector<frame_ptr>& out) {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<detail::spin_lock> lock(mu_);
         if (out.empty()) out.swap(queue_);
         else { out.insert(out.end(), queue_.begin(), queue_.end()); queue_.clear(); }
         queued_bytes_ = 0;
@@ -57,54 +58,54 @@ public:
 
     /// Why the session closed (empty while open). error::slow_consumer after an overflow.
     std::error_code close_reason() const {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<detail::spin_lock> lock(mu_);
         return reason_;
     }
     bool closed() const {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<detail::spin_lock> lock(mu_);
         return closed_;
     }
     std::size_t queued_messages() const {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<detail::spin_lock> lock(mu_);
         return queue_.size();
     }
     std::size_t queued_bytes() const {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<detail::spin_lock> lock(mu_);
         return queued_bytes_;
     }
     /// Channels this session follows now.
     std::vector<std::string> channels() const {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<detail::spin_lock> lock(mu_);
         return {channels_.begin(), channels_.end()};
     }
 
     /// Queues one frame. @returns false when the session is closed, or closes now because
     /// the frame would pass a cap (the hub then drops the session from its channels).
     bool push(frame_ptr f) {
-        bool wake;
+        bool queued;
         {
-            std::lock_guard<std::mutex> lock(mu_);
+            std::lock_guard<detail::spin_lock> lock(mu_);
             if (closed_) return false;
-            if (queue_.size() >= opts_.max_queued_messages ||
-                queued_bytes_ + f->text.size() > opts_.max_queued_bytes) {
-                close_locked(error::slow_consumer);
-                wake = true;
-            } else {
-                wake = queue_.empty();
+            queued = queue_.size() < opts_.max_queued_messages &&
+                     queued_bytes_ + f->text.size() <= opts_.max_queued_bytes;
+            if (queued) {
+                const bool was_empty = queue_.empty();
                 queued_bytes_ += f->text.size();
                 queue_.push_back(std::move(f));
-                if (!wake) return true;
+                if (!was_empty) return true;  // the consumer was woken already
+            } else {
+                close_locked(error::slow_consumer);
             }
         }
         if (wake_) wake_();
-        return !closed();
+        return queued;
     }
 
     /// Closes the session: nothing more is queued; frames already queued can still be taken.
     /// @returns false when it was already closed.
     bool close(std::error_code reason = {}) {
         {
-            std::lock_guard<std::mutex> lock(mu_);
+            std::lock_guard<detail::spin_lock> lock(mu_);
             if (closed_) return false;
             close_locked(reason);
         }
@@ -129,7 +130,7 @@ private:
     void push_forced(frame_ptr f) {
         bool wake;
         {
-            std::lock_guard<std::mutex> lock(mu_);
+            std::lock_guard<detail::spin_lock> lock(mu_);
             if (closed_) return;
             wake = queue_.empty();
             queued_bytes_ += f->text.size();
@@ -140,7 +141,7 @@ private:
 
     // Channel bookkeeping, used by the hub only.
     bool add_channel(const std::string& c, std::error_code& ec) {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<detail::spin_lock> lock(mu_);
         if (closed_) { ec = error::session_closed; return false; }
         if (channels_.count(c)) return false;
         if (channels_.size() >= opts_.max_subscriptions) { ec = error::too_many_subscriptions; return false; }
@@ -148,30 +149,44 @@ private:
         return true;
     }
     bool remove_channel(const std::string& c) {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<detail::spin_lock> lock(mu_);
         return channels_.erase(c) > 0;
     }
     std::vector<std::string> drop_channels() {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<detail::spin_lock> lock(mu_);
         std::vector<std::string> out(channels_.begin(), channels_.end());
         channels_.clear();
         return out;
     }
 
-    const std::string id_;
-    const herald::principal who_;
-    const session_options opts_;
-    const wake_function wake_;
-
-    mutable std::mutex mu_;
+    // What every push and take touches comes first, together (the hub pushes into thousands
+    // of sessions per publish; each cache line more is a miss more).
+    mutable detail::spin_lock mu_;
     std::vector<frame_ptr> queue_;
     std::size_t queued_bytes_ = 0;
     bool closed_ = false;
+    const session_options opts_;
+    const wake_function wake_;
+
+    const std::string id_;
+    const herald::principal who_;
     std::error_code reason_;
     std::unordered_set<std::string> channels_;
     std::atomic<bool> slow_counted_{false}, closed_counted_{false};  // hub statistics, counted once
 };
 
 using session_ptr = std::shared_ptr<session>;
+
+namespace detail {
+/// A hint that `s` is about to be pushed to: loads the lines a push touches.
+inline void prefetch_for_write(const session* s) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(s, 1);
+    __builtin_prefetch(reinterpret_cast<const char*>(s) + 64, 1);
+#else
+    (void)s;
+#endif
+}
+} // namespace detail
 
 } // namespace herald
