@@ -201,8 +201,9 @@ public:
 
     // ---- sessions ---------------------------------------------------------------------
 
-    /// Opens a session for `who`. `wake` is called (never under a hub lock, never blocking)
-    /// when the session's queue becomes non-empty and when it closes.
+    /// Opens a session for `who`. `wake` is called when the session's queue becomes non-empty
+    /// and when it closes, possibly under a channel's lock: it must not block nor call into
+    /// the hub (see session::wake_function).
     session_ptr open_session(principal who, session::wake_function wake) {
         sessions_.fetch_add(1, std::memory_order_relaxed);
         return std::make_shared<session>(detail::make_session_id(), std::move(who), opts_.session, std::move(wake));

@@ -32,9 +32,10 @@ class hub;
 /// Thread safety: all members are safe to call concurrently.
 class session {
 public:
-    /// Called, without any herald lock held, when the queue goes from empty to non-empty and
-    /// when the session is closed. It must not block: post to the transport's loop or
-    /// notify a condition variable.
+    /// Called when the queue goes from empty to non-empty and when the session is closed, on
+    /// the publisher's thread and possibly under the channel's lock (so that a fan-out wakes
+    /// without extra reference counting). It must not block nor call into the hub: post to
+    /// the transport's loop or notify a condition variable.
     using wake_function = std::function<void()>;
 
     session(std::string id, principal who, session_options opts, wake_function wake)
