@@ -8,6 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { startServer, tcpProxy, sleep } from '../protocol/harness.mjs';
 import { decodePng, countPixels } from './png.mjs';
+import { startNginx } from '../proxy/nginx.mjs';
 
 const require = createRequire(new URL('../js/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
@@ -151,6 +152,34 @@ test('the screenshot shows the demo: three projects, notifications, and a green 
     assert.equal(await page.locator('.project').count(), 3);
   } finally {
     await context.close();
+    await server.stop();
+  }
+});
+
+test('behind an nginx that drops Upgrade: every update over long-poll, 0 lost; a restart is recovered by itself', async () => {
+  const port = await freePort();
+  let server = await demo(['--port', String(port)]);
+  const proxy = await startNginx('stripped', port);
+  const { page, context } = await open(proxy.url);
+  try {
+    await page.waitForFunction(() => window.demo.transport === 'longpoll' && window.demo.state === 'open', null, { timeout: 15000 });
+    assert.match(await page.evaluate(() => window.demo.reason || ''), /.+/, 'the page says why it is not on WebSocket');
+    const before = await page.evaluate(() => window.demo.updates);
+    const statuses = ['draft', 'in review', 'approved', 'published'];
+    for (let i = 0; i < 20; i++) await setStatus(server.url, 1 + (i % 3), 1 + (i % 2), statuses[i % 4]);
+    // Each of bob's edits is a project update and a notification for alice: 40 updates.
+    await page.waitForFunction((n) => window.demo.updates >= n, before + 40, { timeout: 10000 });
+    await sleep(500);
+    assert.equal(await page.evaluate(() => window.demo.updates), before + 40, 'every update once');
+
+    await server.stop();                                  // (c) the server restarts behind the proxy
+    server = await demo(['--port', String(port)]);
+    await page.waitForFunction(() => window.demo.state === 'open' && window.demo.resyncs > 0, null, { timeout: 20000 });
+    await setStatus(server.url, 3, 3, 'draft');
+    await page.waitForFunction(() => document.querySelector('#item-3-3 .status')?.textContent === 'draft', null, { timeout: 3000 });
+  } finally {
+    await context.close();
+    await proxy.stop();
     await server.stop();
   }
 });
