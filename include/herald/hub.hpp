@@ -108,28 +108,9 @@ public:
             if (ec) publish_errors_.fetch_add(1, std::memory_order_relaxed);
             return pos;
         }
-        struct waiter {
-            std::mutex mu;
-            std::condition_variable cv;
-            bool done = false;
-            std::error_code ec;
-            position pos;
-        };
-        auto w = std::make_shared<waiter>();
-        publish_checked(std::string(channel), std::string(data), [w](std::error_code e, position p) {
-            std::lock_guard<std::mutex> lock(w->mu);
-            w->ec = e;
-            w->pos = std::move(p);
-            w->done = true;
-            w->cv.notify_one();
-        });
-        std::unique_lock<std::mutex> lock(w->mu);
-        if (!w->cv.wait_for(lock, opts_.publish_timeout, [&] { return w->done; })) {
-            ec = error::timed_out;
-            return {};
-        }
-        ec = w->ec;
-        return std::move(w->pos);
+        return wait_for_position([&](publish_handler done) {
+            publish_checked(std::string(channel), std::string(data), std::move(done));
+        }, ec);
     }
 
     /// Throwing form: herald::system_error on failure.
@@ -155,35 +136,18 @@ public:
     }
 
     /// The channel's current position (its epoch and last offset); a channel never published
-    /// to has a fresh epoch and offset 0. Asks the backplane, which knows the stream even when this server never saw the channel
-    /// (Redis): read it before loading the state a page shows, and subscribe `since` it. Blocks
+    /// to has a fresh epoch and offset 0. Asks the backplane, which knows the stream even when
+    /// this server never saw the channel (Redis): read it before loading the state a page shows, and subscribe `since` it. Blocks
     /// up to hub_options::publish_timeout; with an asynchronous backplane, not from a handler
     /// of the backplane's own loop. On failure `ec` is set (e.g. backplane_unavailable).
     position head(std::string_view channel, std::error_code& ec) {
         ec.clear();
         if (auto e = validate_channel(channel)) { ec = e; return {}; }
-        struct waiter {
-            std::mutex mu;
-            std::condition_variable cv;
-            bool done = false;
-            std::error_code ec;
-            position head;
-        };
-        auto w = std::make_shared<waiter>();
-        backplane_->fetch(std::string(channel), std::nullopt, [w](std::error_code e, fetch_result r) {
-            std::lock_guard<std::mutex> lock(w->mu);
-            w->ec = e;
-            w->head = std::move(r.head);
-            w->done = true;
-            w->cv.notify_one();
-        });
-        std::unique_lock<std::mutex> lock(w->mu);
-        if (!w->cv.wait_for(lock, opts_.publish_timeout, [&] { return w->done; })) {
-            ec = error::timed_out;
-            return {};
-        }
-        ec = w->ec;
-        return std::move(w->head);
+        return wait_for_position([&](publish_handler done) {
+            backplane_->fetch(std::string(channel), std::nullopt, [done = std::move(done)](std::error_code e, fetch_result r) {
+                done(e, std::move(r.head));
+            });
+        }, ec);
     }
 
     /// Throwing form of head(): herald::system_error on failure.
@@ -333,6 +297,34 @@ public:
     }
 
 private:
+    /// Runs `start(done)` and waits up to publish_timeout for `done(ec, position)`: the blocking
+    /// form of an asynchronous backplane call (publish, head).
+    template <class Start>
+    position wait_for_position(Start&& start, std::error_code& ec) {
+        struct waiter {
+            std::mutex mu;
+            std::condition_variable cv;
+            bool done = false;
+            std::error_code ec;
+            position pos;
+        };
+        auto w = std::make_shared<waiter>();
+        start(publish_handler([w](std::error_code e, position p) {
+            std::lock_guard<std::mutex> lock(w->mu);
+            w->ec = e;
+            w->pos = std::move(p);
+            w->done = true;
+            w->cv.notify_one();
+        }));
+        std::unique_lock<std::mutex> lock(w->mu);
+        if (!w->cv.wait_for(lock, opts_.publish_timeout, [&] { return w->done; })) {
+            ec = error::timed_out;
+            return {};
+        }
+        ec = w->ec;
+        return std::move(w->pos);
+    }
+
     struct subscriber {
         session_ptr s;
         std::uint64_t delivered;  // last offset queued to it: nothing at or below goes again
