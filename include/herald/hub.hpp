@@ -6,7 +6,7 @@
 #include <herald/channel.hpp>
 #include <herald/error.hpp>
 #include <herald/frame.hpp>
-#include <herald/history.hpp>
+#include <herald/detail/history.hpp>
 #include <herald/options.hpp>
 #include <herald/protocol.hpp>
 #include <herald/session.hpp>
@@ -365,7 +365,7 @@ private:
         bool known;
         std::string epoch = detail::make_epoch();
         std::uint64_t head = 0;
-        history log;  // local ordering only: a remote backplane keeps the history
+        detail::history log;  // local ordering only: a remote backplane keeps the history
         std::vector<subscriber> subs;
         std::vector<pending_subscriber> recovering;
         // Remote ordering: a gap or another epoch in the live stream stops it until a re-fetch
