@@ -6,6 +6,7 @@
 #include <herald/channel.hpp>
 #include <herald/error.hpp>
 #include <herald/frame.hpp>
+#include <herald/detail/atomic_shared_ptr.hpp>
 #include <herald/detail/history.hpp>
 #include <herald/options.hpp>
 #include <herald/protocol.hpp>
@@ -68,7 +69,7 @@ public:
         static_assert(is_backplane_v<Backplane>, "herald: Backplane type requirements not met (see backplane.hpp)");
         backplane_ = std::make_unique<backplane_model<Backplane>>(std::move(bp));
         backplane_->attach(*this);
-        authorizer_ = std::make_shared<authorizer_model<allow_all>>(allow_all{});
+        authorizer_.store(std::make_shared<authorizer_model<allow_all>>(allow_all{}));
     }
 
     ~hub() { backplane_->detach(); }
@@ -81,8 +82,7 @@ public:
     template <class Authorizer>
     void set_authorizer(Authorizer a) {
         static_assert(is_authorizer_v<Authorizer>, "herald: Authorizer type requirements not met (see authorizer.hpp)");
-        std::atomic_store(&authorizer_, std::shared_ptr<const authorizer_concept>(
-                                            std::make_shared<authorizer_model<Authorizer>>(std::move(a))));
+        authorizer_.store(std::make_shared<authorizer_model<Authorizer>>(std::move(a)));
     }
 
     const hub_options& options() const noexcept { return opts_; }
@@ -433,7 +433,7 @@ private:
         A a;
     };
 
-    std::shared_ptr<const authorizer_concept> authorizer() const { return std::atomic_load(&authorizer_); }
+    std::shared_ptr<const authorizer_concept> authorizer() const { return authorizer_.load(); }
 
     // Publishes a checked message through the backplane's asynchronous form.
     void publish_checked(std::string channel, std::string data, publish_handler done) {
@@ -788,7 +788,7 @@ private:
     hub_options opts_;
     const bool orders_here_;  // Backplane::orders_locally
     std::unique_ptr<backplane_concept> backplane_;
-    std::shared_ptr<const authorizer_concept> authorizer_;
+    detail::atomic_shared_ptr<const authorizer_concept> authorizer_;
     std::array<shard, 64> shards_;
 
     std::atomic<std::uint64_t> slow_consumers_{0}, publish_errors_{0}, sessions_{0},
