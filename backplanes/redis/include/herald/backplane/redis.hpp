@@ -34,7 +34,9 @@ namespace herald::backplane {
 ///   (restart without persistence, eviction, expiry after key_ttl without a publish).
 ///
 /// When Redis is unreachable, publishes and subscribes fail at once with
-/// error::backplane_unavailable; those under way when it went get that error too. Sessions
+/// error::backplane_unavailable. Of those under way when it went, a publish still queued here
+/// gets backplane_unavailable (nothing was delivered); one already sent gets timed_out (its
+/// outcome is unknown: it may have been ordered and delivered). Sessions
 /// stay open; the backplane reconnects with backoff, re-subscribes, and the hub re-fetches
 /// what its subscribers missed (or tells them `recovered: false` if Redis lost it).
 ///
