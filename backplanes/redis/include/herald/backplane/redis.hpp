@@ -76,7 +76,8 @@ public:
 
     // ---- the Backplane requirements (backplane.hpp), called by the hub ----------------------
 
-    /// Starts connecting. Called once, by the hub.
+    /// Starts connecting. Called once, by the hub; a second hub attaching the same engine (a
+    /// copy of this backplane) gets std::logic_error.
     void attach(backplane_sink& sink) { engine_->attach(sink); }
     /// Fails what is pending with error::shutting_down and closes the connections (waits
     /// for the io_context, at most 2 s, unless it is stopped). Must not be called from a
@@ -100,7 +101,7 @@ static_assert(is_backplane_v<redis>, "herald: redis must meet the Backplane requ
 /// this loop, never on its own.
 ///
 /// @code
-/// herald::backplane::redis_thread redis({.host = "10.0.0.5"});   // declare before the server
+/// herald::backplane::redis_thread redis(herald::backplane::redis::options::at("10.0.0.5:6379"));  // before the server
 /// herald::server server(opts, redis.backplane());
 /// @endcode
 class redis_thread {
