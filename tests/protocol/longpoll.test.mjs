@@ -115,6 +115,11 @@ test('the flags: with WebSocket off, info lists only long-poll and polls still w
     assert.deepEqual(info.transports, ['longpoll']);
     const res = await fetch(`${lp.url}/herald/poll`, { method: 'POST', body: JSON.stringify({ channels: { 'public.a': null } }) });
     assert.equal(res.status, 200);
+    // The switched-off endpoint answers herald's own 404, never the CMS's catch-all page:
+    // a client or herald-doctor can tell it from a proxy's answer.
+    const off = await fetch(`${lp.url}/herald/ws`);
+    assert.equal(off.status, 404);
+    assert.equal((await off.json()).error.code, 'not_found');
   } finally { await lp.stop(); }
   const ws = await startServer(['--no-longpoll']);
   try {

@@ -258,8 +258,11 @@ private:
         bool taken = false;
         std::apply([&](auto&... t) { ((taken = taken || (t && t->serve(c, r))), ...); }, transports_);
         if (taken) return;
+        // herald's own paths never fall to the CMS's catch-all page: a switched-off transport's
+        // endpoint answers herald's 404, which a client or herald-doctor can tell from a proxy's page.
+        const bool herald_path = path.substr(0, 8) == "/herald/";
         auto h = handlers_.find(std::string(path));
-        if (h == handlers_.end()) h = handlers_.find("*");
+        if (h == handlers_.end() && !herald_path) h = handlers_.find("*");
         if (h != handlers_.end()) {
             http_response res;
             try {
@@ -269,7 +272,10 @@ private:
             }
             return c->respond(r, std::move(res));
         }
-        c->respond(r, http_response::error(404, "not_found", "no such path on this herald server"));
+        c->respond(r, http_response::error(404, "not_found",
+                                           herald_path ? "no such herald endpoint here (a transport switched off on this server "
+                                                         "answers so too: /herald/info lists those that are on)"
+                                                       : "no such path on this herald server"));
     }
 
     nlohmann::json info() const {
