@@ -2,7 +2,9 @@
 // (server/include/herald/detail/connection.hpp, connection::feed in http mode): websocketpp's
 // request parser with a body limit, pipelined requests in one buffer, every exception a 4xx
 // answer. Checks: no crash, no hang, and the parser never claims more bytes than it was given.
-// The input is fed twice: in one buffer, and in two reads split at a point the input picks.
+// The input is fed twice: in one read, and in two (two_reads.hpp).
+#include "two_reads.hpp"
+
 #include <websocketpp/http/request.hpp>
 
 #include <cstddef>
@@ -77,14 +79,6 @@ private:
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    const char* text = reinterpret_cast<const char*>(data);
-    http_feed whole;
-    whole.feed(text, size);
-
-    if (size > 1) {
-        const std::size_t split = 1 + (static_cast<std::size_t>(data[size - 1]) * 131 + size) % (size - 1);
-        http_feed parts;
-        if (parts.feed(text, split)) parts.feed(text + split, size - split);
-    }
+    feed_in_one_and_two_reads<http_feed>(data, size);
     return 0;
 }

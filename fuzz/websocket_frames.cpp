@@ -4,7 +4,9 @@
 // handshake, with the transport's message size limit, consume() over a copy of the bytes
 // (it unmasks in place) and get_message() when a message is ready; close frames as the
 // transport reads them. Checks: no crash, no hang, never more bytes used than given, no
-// message over the limit. Fed twice: in one read, and in two split at a point the input picks.
+// message over the limit. Fed twice: in one read, and in two (two_reads.hpp).
+#include "two_reads.hpp"
+
 #include <websocketpp/close.hpp>
 #include <websocketpp/config/core.hpp>
 #include <websocketpp/http/request.hpp>
@@ -42,7 +44,7 @@ public:
     }
 
     // websocket::stream::on_read once the connection is open. @returns false once failed.
-    bool read(const char* data, std::size_t n) {
+    bool feed(const char* data, std::size_t n) {
         if (failed_ || n == 0) return !failed_;
         std::string scratch(data, n);
         auto* p = reinterpret_cast<std::uint8_t*>(scratch.data());
@@ -95,15 +97,6 @@ private:
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    const char* bytes = reinterpret_cast<const char*>(data);
-    {
-        ws_reader whole;
-        whole.read(bytes, size);
-    }
-    if (size > 1) {
-        const std::size_t split = 1 + (static_cast<std::size_t>(data[size - 1]) * 131 + size) % (size - 1);
-        ws_reader parts;
-        if (parts.read(bytes, split)) parts.read(bytes + split, size - split);
-    }
+    feed_in_one_and_two_reads<ws_reader>(data, size);
     return 0;
 }
