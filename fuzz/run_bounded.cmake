@@ -10,8 +10,12 @@ set(dirs ${WORK}/corpus)
 if(EXISTS ${REGRESSIONS})
   list(APPEND dirs ${REGRESSIONS})
 endif()
+set(dict)
+if(DICT)
+  set(dict -dict=${DICT})
+endif()
 execute_process(
-  COMMAND ${FUZZER} -max_total_time=${SECONDS} -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+  COMMAND ${FUZZER} -max_total_time=${SECONDS} -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 ${dict}
           -artifact_prefix=${WORK}/artifacts/ ${dirs}
   RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
