@@ -1,8 +1,8 @@
 // herald-fuzz-http-request: HTTP/1.1 requests as the server's connection reads them
-// (server/include/herald/detail/connection.hpp, connection::feed in http mode): websocketpp's
-// request parser with a body limit, pipelined requests in one buffer, every exception a 4xx
-// answer. Checks: no crash, no hang, and the parser never claims more bytes than it was given.
-// The input is fed twice: in one read, and in two (two_reads.hpp).
+// (net/include/herald/net/detail/tcp_connection.hpp, tcp_connection::feed in http mode):
+// websocketpp's request parser with a body limit, pipelined requests in one buffer, every
+// exception a 4xx answer. Checks: no crash, no hang, and the parser never claims more bytes
+// than it was given. The input is fed twice: in one read, and in two (two_reads.hpp).
 #include "two_reads.hpp"
 
 #include <websocketpp/http/request.hpp>
@@ -16,10 +16,10 @@
 
 namespace {
 
-constexpr std::size_t max_body_bytes = 64 * 1024;  // connection_limits::max_body_bytes
+constexpr std::size_t max_body_bytes = 64 * 1024;  // net::detail::connection_limits::max_body_bytes
 
-// connection::feed's http mode, with routing replaced by taking the request's parts (as
-// connection::make_request does) and answering at once (the next pipelined request follows).
+// tcp_connection::feed's http mode, with routing replaced by taking the request's parts (as
+// tcp_connection::make_request does) and answering at once (the next pipelined request follows).
 // Keep it the one function the harness drives: it is to be re-pointed at herald's own HTTP
 // codec once there is one.
 class http_feed {
@@ -58,7 +58,7 @@ public:
 
 private:
     void refuse(int status) {
-        if (status < 400 || status > 599) status = 400;  // as connection::refuse
+        if (status < 400 || status > 599) status = 400;  // as tcp_connection::refuse
         status_ = status;
     }
 

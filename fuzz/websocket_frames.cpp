@@ -24,7 +24,7 @@ using config = websocketpp::config::core;  // herald::transport::detail::websock
 using processor = websocketpp::processor::hybi13<config>;
 using message_ptr = config::message_type::ptr;
 
-constexpr std::size_t max_message_bytes = 64 * 1024;  // server_options::max_request_bytes
+constexpr std::size_t max_message_bytes = 64 * 1024;  // net::server_options::max_request_bytes
 
 const std::string handshake =
     "GET /herald/ws HTTP/1.1\r\nHost: localhost:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

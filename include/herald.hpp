@@ -7,7 +7,6 @@
 #include <herald/channel.hpp>
 #include <herald/frame.hpp>
 #include <herald/options.hpp>
-#include <herald/history.hpp>
 #include <herald/authorizer.hpp>
 #include <herald/session.hpp>
 #include <herald/backplane.hpp>

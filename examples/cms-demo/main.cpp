@@ -3,7 +3,7 @@
 // Open http://127.0.0.1:8080/, pick a user; open a second window as the other user.
 #include "cms.hpp"
 
-#include <herald/servers.hpp>
+#include <herald/server.hpp>
 #include <herald/backplane/redis.hpp>
 
 #include <CLI/CLI.hpp>

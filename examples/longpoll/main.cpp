@@ -1,7 +1,7 @@
 // herald with WebSocket switched off by its flag: the same server and client, long-poll only.
 // For networks known to break WebSockets; the browser never tries one (no console error).
 // Open http://127.0.0.1:8082/ and watch the counter; the state shows "open longpoll".
-#include <herald/servers.hpp>
+#include <herald/server.hpp>
 
 #include <chrono>
 #include <iostream>

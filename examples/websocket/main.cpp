@@ -1,6 +1,6 @@
 // The smallest herald server over WebSocket: publishes the time every second to "clock";
 // the page at http://127.0.0.1:8081/ shows it live.
-#include <herald/servers.hpp>
+#include <herald/server.hpp>
 
 #include <chrono>
 #include <ctime>

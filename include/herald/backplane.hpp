@@ -127,6 +127,13 @@ namespace backplane {
 /// The embedded default: one process, nothing else installed. The hub orders each channel
 /// itself and answers fetches from its own history, synchronously; a restart begins new epochs
 /// (clients are told `recovered: false` and resync).
+//
+// Why a publish goes hub -> local -> hub (order_and_deliver) rather than the hub ordering
+// local channels itself: so that the hub has one path for every backplane. publish, head and
+// subscribe always go through the backplane, and the Redis backplane is not a special case
+// of the local one or the reverse. The bounce costs two indirect calls per publish, which
+// has_sync_publish keeps free of handlers and waits; the state machine needs orders_locally
+// in any case (a remote channel's position is unknown until fetched).
 class local {
 public:
     static constexpr std::string_view name = "local";

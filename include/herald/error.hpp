@@ -65,6 +65,8 @@ inline const std::error_category& error_category() noexcept {
     return instance;
 }
 
+/// Makes an `std::error_code` of herald's category from `e`; found by argument-dependent
+/// lookup, so that `std::error_code ec = error::forbidden;` and `ec == error::forbidden` work.
 inline std::error_code make_error_code(error e) noexcept {
     return {static_cast<int>(e), error_category()};
 }

@@ -10,6 +10,10 @@
 
 namespace herald {
 
+namespace protocol::detail {
+struct frame_access;
+} // namespace protocol::detail
+
 /// A place in one channel's stream: the history stream it belongs to (`epoch`) and the
 /// offset of the last message seen in it (0: before the first). Clients keep one per
 /// channel and send it back to resume.
@@ -52,7 +56,9 @@ struct frame {
     /// message: the publisher's JSON; error: the readable message. A view into `text`.
     std::string_view data() const noexcept { return std::string_view(text).substr(data_at_, data_len_); }
 
-    std::size_t data_at_ = 0, data_len_ = 0; // detail: where data() lies in text
+private:
+    friend struct protocol::detail::frame_access;  // the encoder, which knows where it wrote data
+    std::size_t data_at_ = 0, data_len_ = 0;       // where data() lies in text
 };
 
 using frame_ptr = std::shared_ptr<const frame>;

@@ -42,8 +42,11 @@ struct session_options {
     std::size_t max_subscriptions = 512;
 };
 
+/// Options of a hub (hub::hub); servers pass theirs on. The defaults suit one server.
 struct hub_options {
+    /// How much of each channel's past is kept for resume (local backplane; Redis applies it too).
     history_options history;
+    /// Limits of every session the hub opens.
     session_options session;
     /// Largest `data` accepted by publish, in bytes (error::payload_too_large past it).
     std::size_t max_payload_bytes = 64 * 1024;

@@ -39,6 +39,13 @@ inline void append_json_string(std::string& out, std::string_view s) {
 inline void append_request_id(std::string& out, std::uint64_t id) {
     if (id) { out += ",\"id\":"; append_uint(out, id); }
 }
+// Sets where frame::data() lies in the frame's text (private to frame, known to the encoder).
+struct frame_access {
+    static void set_data(frame& f, std::size_t at, std::size_t len) noexcept {
+        f.data_at_ = at;
+        f.data_len_ = len;
+    }
+};
 } // namespace detail
 
 /// Builds a message frame. `data` must already be one valid JSON value (the hub checks it
@@ -55,9 +62,8 @@ inline frame_ptr make_message(std::string channel, position pos, std::string_vie
     t += "\",\"offset\":";
     detail::append_uint(t, pos.offset);
     t += ",\"data\":";
-    f->data_at_ = t.size();
+    detail::frame_access::set_data(*f, t.size(), data.size());
     t += data;
-    f->data_len_ = data.size();
     t += '}';
     f->channel = std::move(channel);
     f->pos = std::move(pos);
@@ -86,6 +92,7 @@ inline frame_ptr make_subscribed(std::string channel, position head, bool recove
     return f;
 }
 
+/// `unsubscribed`: the session no longer follows `channel`; `id` echoes the request's.
 inline frame_ptr make_unsubscribed(std::string channel, std::uint64_t id = 0) {
     auto f = std::make_shared<frame>();
     f->type = frame_type::unsubscribed;
@@ -97,6 +104,8 @@ inline frame_ptr make_unsubscribed(std::string channel, std::uint64_t id = 0) {
     return f;
 }
 
+/// `published`: the acknowledgement of a client's publish, with the message's position in
+/// `channel`; `id` echoes the request's.
 inline frame_ptr make_published(std::string channel, position pos, std::uint64_t id = 0) {
     auto f = std::make_shared<frame>();
     f->type = frame_type::published;
@@ -126,9 +135,9 @@ inline frame_ptr make_error(std::error_code code, std::string_view channel = {},
     t += to_wire(code);
     t += "\",\"message\":";
     const std::string msg = message.empty() ? code.message() : std::string(message);
-    f->data_at_ = t.size() + 1;
+    const std::size_t data_at = t.size() + 1;
     detail::append_json_string(t, msg);
-    f->data_len_ = t.size() - 1 - f->data_at_;
+    detail::frame_access::set_data(*f, data_at, t.size() - 1 - data_at);
     if (!channel.empty() && is_valid_channel(channel)) {
         t += ",\"channel\":\"";
         t += channel;
@@ -158,6 +167,7 @@ inline frame_ptr make_welcome(std::string_view session_id, std::chrono::millisec
     return f;
 }
 
+/// `ping`: the heartbeat (clients answer `pong`). One frame, shared by every call.
 inline frame_ptr make_ping() {
     static const frame_ptr ping = [] {
         auto f = std::make_shared<frame>();

@@ -507,3 +507,15 @@ TEST_CASE("rate: delivery rate and latency across servers") {
     CHECK(message_rate > 1000);
     CHECK(p50 < 20000);
 }
+
+TEST_CASE("misuse: a second hub on a copy of the same Redis backplane is refused with logic_error; the first keeps working") {
+    redis_process redis;
+    server a(redis.port());
+    REQUIRE(a.redis.wait_connected(5s));
+    CHECK_THROWS_AS(herald::hub(herald::hub_options{}, a.redis), std::logic_error);
+
+    follower on_a(a.connect());
+    REQUIRE(on_a.follow("news"));
+    a.hub->publish("news", payload(1, 0));
+    CHECK(on_a.until([&] { return on_a.messages == 1; }));
+}

@@ -18,6 +18,7 @@ run(${CMAKE_COMMAND} -S ${here}/find_package -B ${WORK_DIR}/fp-build -DCMAKE_CXX
     -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/fp-build)
 run(${WORK_DIR}/fp-build/consumer)
+run(${WORK_DIR}/fp-build/server_consumer)
 if(EXISTS ${WORK_DIR}/fp-build/redis_consumer)
   run(${WORK_DIR}/fp-build/redis_consumer)
 endif()

@@ -1,5 +1,6 @@
 // Channel names, errors, the herald.v1 frames, history bounds and authorization rules.
 #include <herald.hpp>
+#include <herald/detail/history.hpp>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -112,7 +113,7 @@ TEST_CASE("protocol: client requests parse, and each bad one gets its error") {
 }
 
 TEST_CASE("history: bounded by count and by age, contiguous, answers since()") {
-    herald::history h({3, 1000ms});
+    herald::detail::history h({3, 1000ms});
     const auto t0 = std::chrono::steady_clock::now();
     auto msg = [](std::uint64_t off) { return herald::protocol::make_message("c", {"e", off}, "1"); };
     for (std::uint64_t i = 1; i <= 5; ++i) h.append(msg(i), t0);
@@ -132,7 +133,7 @@ TEST_CASE("history: bounded by count and by age, contiguous, answers since()") {
     CHECK_FALSE(h.since(3, 5, out, t0 + 2000ms));  // all aged out
     CHECK(h.empty());
 
-    herald::history g({10, 1000ms});
+    herald::detail::history g({10, 1000ms});
     g.append(msg(1), t0);
     g.append(msg(2), t0);
     g.append(msg(7), t0);  // a gap: history restarts so that it stays contiguous

@@ -3,11 +3,6 @@
 //   herald-test-server --port 0 [--heartbeat-ms N] [--max-bytes N] [--queue N] [--history N]
 // Prints "port N" on its first line. SIGTERM drains (reconnect frames), then exits.
 #include <herald/server.hpp>
-#include <herald/transport/websocket.hpp>
-#if __has_include(<herald/transport/longpoll.hpp>)
-#include <herald/transport/longpoll.hpp>
-#define HERALD_TEST_LONGPOLL 1
-#endif
 
 #if __has_include(<herald/backplane/redis.hpp>)
 #include <herald/backplane/redis.hpp>
@@ -19,11 +14,7 @@
 #include <csignal>
 #include <iostream>
 
-#ifdef HERALD_TEST_LONGPOLL
-using server_type = herald::basic_server<herald::transport::websocket, herald::transport::longpoll>;
-#else
-using server_type = herald::basic_server<herald::transport::websocket>;
-#endif
+using server_type = herald::server;
 
 int main(int argc, char** argv) {
     CLI::App app{"herald test server"};
@@ -71,9 +62,7 @@ int main(int argc, char** argv) {
     server_type server(opts);
 #endif
     server.options_of<herald::transport::websocket>().enabled = websocket;
-#ifdef HERALD_TEST_LONGPOLL
     server.options_of<herald::transport::longpoll>().enabled = longpoll;
-#endif
     // Who: the `user` query parameter or cookie; "nobody" is refused (401).
     herald::rule_authorizer auth([](const herald::request_info& r) -> std::optional<herald::principal> {
         std::string u(r.query("user"));

@@ -4,8 +4,8 @@
 // responses (they deliver the first part only with the last).
 #pragma once
 
-#include <herald/http.hpp>
-#include <herald/detail/connection.hpp>
+#include <herald/net/http.hpp>
+#include <herald/net/detail/tcp_connection.hpp>
 
 #include <asio.hpp>
 #include <nlohmann/json.hpp>
@@ -17,6 +17,10 @@
 #include <utility>
 
 namespace herald::detail {
+
+using net::clock;
+using net::stream_handler;
+using connection = net::detail::tcp_connection;
 
 /// Longest `?hold=` accepted: past typical proxy read timeouts (60–100 s), short of tying a
 /// connection up for long.

@@ -34,7 +34,9 @@ namespace herald::backplane {
 ///   (restart without persistence, eviction, expiry after key_ttl without a publish).
 ///
 /// When Redis is unreachable, publishes and subscribes fail at once with
-/// error::backplane_unavailable; those under way when it went get that error too. Sessions
+/// error::backplane_unavailable. Of those under way when it went, a publish still queued here
+/// gets backplane_unavailable (nothing was delivered); one already sent gets timed_out (its
+/// outcome is unknown: it may have been ordered and delivered). Sessions
 /// stay open; the backplane reconnects with backoff, re-subscribes, and the hub re-fetches
 /// what its subscribers missed (or tells them `recovered: false` if Redis lost it).
 ///
@@ -74,7 +76,8 @@ public:
 
     // ---- the Backplane requirements (backplane.hpp), called by the hub ----------------------
 
-    /// Starts connecting. Called once, by the hub.
+    /// Starts connecting. Called once, by the hub; a second hub attaching the same engine (a
+    /// copy of this backplane) gets std::logic_error.
     void attach(backplane_sink& sink) { engine_->attach(sink); }
     /// Fails what is pending with error::shutting_down and closes the connections (waits
     /// for the io_context, at most 2 s, unless it is stopped). Must not be called from a
@@ -98,7 +101,7 @@ static_assert(is_backplane_v<redis>, "herald: redis must meet the Backplane requ
 /// this loop, never on its own.
 ///
 /// @code
-/// herald::backplane::redis_thread redis({.host = "10.0.0.5"});   // declare before the server
+/// herald::backplane::redis_thread redis(herald::backplane::redis::options::at("10.0.0.5:6379"));  // before the server
 /// herald::server server(opts, redis.backplane());
 /// @endcode
 class redis_thread {

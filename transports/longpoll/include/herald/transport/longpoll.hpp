@@ -9,10 +9,8 @@
 
 #include <herald/hub.hpp>
 #include <herald/protocol.hpp>
-#include <herald/transport.hpp>
-#include <herald/detail/connection.hpp>
+#include <herald/net/transport.hpp>
 #include <herald/detail/json_check.hpp>
-#include <herald/detail/server_context.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -43,20 +41,19 @@ public:
         std::size_t max_held_polls = 20000;
     };
 
-    longpoll(herald::detail::server_context& ctx, const options& opts) : ctx_(ctx), opts_(opts) {}
+    longpoll(net::transport_context& ctx, const options& opts) : ctx_(ctx), opts_(opts) {}
 
     std::size_t held() const noexcept { return held_.load(std::memory_order_relaxed); }
 
-    bool serve(const std::shared_ptr<herald::detail::connection>& c, http_request& r) {
+    bool serve(const net::connection_ptr& c, http_request& r) {
         const std::string_view path = r.path();
         if (path != opts_.path && path != opts_.publish_path) return false;
-        using herald::detail::server_context;
         if (!ctx_.origin_allowed(r)) {
-            c->respond(r, server_context::error_response(403, error::forbidden, "origin not allowed"));
+            c->respond(r, http_response::error(403, error::forbidden, "origin not allowed"));
             return true;
         }
         if (r.method != "POST") {
-            c->respond(r, server_context::error_response(405, error::malformed_frame, "POST expected"));
+            c->respond(r, http_response::error(405, error::malformed_frame, "POST expected"));
             return true;
         }
         if (ctx_.draining) {
@@ -65,7 +62,7 @@ public:
         }
         std::optional<principal> who = ctx_.hub.authenticate(r);
         if (!who) {
-            c->respond(r, server_context::error_response(401, error::unauthenticated));
+            c->respond(r, http_response::error(401, error::unauthenticated));
             return true;
         }
         if (path == opts_.publish_path) publish(c, r, *who);
@@ -84,10 +81,10 @@ private:
     }
 
     static http_response bad_request(std::string_view message) {
-        return herald::detail::server_context::error_response(400, error::malformed_frame, message);
+        return http_response::error(400, error::malformed_frame, message);
     }
 
-    void publish(const std::shared_ptr<herald::detail::connection>& c, const http_request& r, const principal& who) {
+    void publish(const net::connection_ptr& c, const http_request& r, const principal& who) {
         std::error_code ec;
         protocol::request req = protocol::parse_request(inject_type(r.body, "publish"), ec);
         if (ec) {
@@ -104,7 +101,7 @@ private:
             [c, request, channel = req.channel, id = req.id](std::error_code e, position p) {
                 frame_ptr f = e ? protocol::make_error(e, channel, id) : protocol::make_published(channel, std::move(p), id);
                 const int status = !e ? 200 : e == error::backplane_unavailable ? 503 : 400;
-                asio::post(c->get_executor(), [c, request, status, f] {
+                c->post([c, request, status, f] {
                     c->respond(*request, http_response::json(status, "{\"frames\":[" + f->text + "]}"));
                 });
             });
@@ -126,19 +123,19 @@ private:
         return out;
     }
 
-    void poll(const std::shared_ptr<herald::detail::connection>& c, const http_request& r, principal who);
+    void poll(const net::connection_ptr& c, const http_request& r, principal who);
 
-    herald::detail::server_context& ctx_;
+    net::transport_context& ctx_;
     options opts_;
     std::atomic<std::size_t> held_{0};
 };
 
 /// One poll in progress: its session, its deadline, the request to answer.
-class longpoll::held_poll final : public herald::detail::stream_handler {
+class longpoll::held_poll final : public net::stream_handler {
 public:
-    using clock = herald::detail::clock;
+    using clock = net::clock;
 
-    held_poll(longpoll& t, std::shared_ptr<herald::detail::connection> c, http_request r, session_ptr s,
+    held_poll(longpoll& t, net::connection_ptr c, http_request r, session_ptr s,
               std::set<std::string> resumed, clock::time_point deadline)
         : t_(t), conn_(c), request_(std::move(r)), session_(std::move(s)), resumed_(std::move(resumed)),
           deadline_(deadline) {
@@ -208,7 +205,7 @@ private:
     }
 
     longpoll& t_;
-    std::weak_ptr<herald::detail::connection> conn_;
+    std::weak_ptr<net::connection> conn_;
     http_request request_;
     session_ptr session_;
     std::set<std::string> resumed_;
@@ -216,7 +213,7 @@ private:
     std::vector<frame_ptr> kept_;
 };
 
-inline void longpoll::poll(const std::shared_ptr<herald::detail::connection>& c, const http_request& r, principal who) {
+inline void longpoll::poll(const net::connection_ptr& c, const http_request& r, principal who) {
     std::error_code ec;
     protocol::poll_request req = protocol::parse_poll(r.body, ec, opts_.max_hold);
     if (ec) return c->respond(r, bad_request(req.problem));
@@ -224,12 +221,12 @@ inline void longpoll::poll(const std::shared_ptr<herald::detail::connection>& c,
         return c->respond(r, bad_request("too many channels in one poll"));
     const auto hold = req.timeout.value_or(opts_.max_hold);  // parse_poll clamped it to max_hold
     if (held() >= opts_.max_held_polls) {
-        http_response res = herald::detail::server_context::error_response(429, error::timed_out, "too many held polls");
+        http_response res = http_response::error(429, error::timed_out, "too many held polls");
         res.headers.emplace_back("Retry-After", "2");
         return c->respond(r, std::move(res));
     }
 
-    session_ptr s = ctx_.hub.open_session(std::move(who), herald::detail::server_context::waker(c));
+    session_ptr s = ctx_.hub.open_session(std::move(who), c->waker());
     std::vector<frame_ptr> errors;
     std::set<std::string> resumed;
     for (protocol::poll_channel& ch : req.channels) {
@@ -241,7 +238,7 @@ inline void longpoll::poll(const std::shared_ptr<herald::detail::connection>& c,
         if (std::error_code e = ctx_.hub.subscribe(s, ch.name, std::move(ch.since))) errors.push_back(protocol::make_error(e, ch.name));
     }
     auto h = std::make_shared<held_poll>(*this, c, r, std::move(s), std::move(resumed),
-                                         herald::detail::clock::now() + hold);
+                                         net::clock::now() + hold);
     c->hold(h);  // before answering: a wake may come at once
     // `timeout: 0` asks for what is there now, held or not (clients use it for their first
     // poll, so that going live is not delayed by a held request).

@@ -17,12 +17,11 @@
 #pragma once
 
 #include <herald/hub.hpp>
-#include <herald/transport.hpp>
-#include <herald/detail/connection.hpp>
-#include <herald/detail/server_context.hpp>
+#include <herald/net/transport.hpp>
 
 #include <websocketpp/close.hpp>
 #include <websocketpp/config/core.hpp>
+#include <websocketpp/frame.hpp>
 #include <websocketpp/http/request.hpp>
 #include <websocketpp/http/response.hpp>
 #include <websocketpp/processors/hybi13.hpp>
@@ -35,16 +34,39 @@
 #include <string_view>
 #include <vector>
 
-namespace herald::transport {
-
-namespace detail {
+namespace herald::detail {
 
 /// websocketpp configuration: the types of its hybi13 processor (message buffers, the HTTP
 /// parser, no permessage-deflate).
 using websocket_config = websocketpp::config::core;
 using websocket_processor = websocketpp::processor::hybi13<websocket_config>;
 
-} // namespace detail
+/// The header of an unmasked, final text frame of `size` bytes (2 to 10 bytes), made with
+/// websocketpp's frame helpers: written before a herald frame's shared text.
+struct text_frame_header {
+    explicit text_frame_header(std::size_t size) {
+        websocketpp::frame::basic_header h(websocketpp::frame::opcode::text, size, true, false);
+        websocketpp::frame::extended_header e(size);
+        bytes[0] = static_cast<char>(h.b0);
+        bytes[1] = static_cast<char>(h.b1);
+        const std::size_t ext = websocketpp::frame::get_header_len(h) - websocketpp::frame::BASIC_HEADER_LENGTH;
+        for (std::size_t i = 0; i < ext; ++i) bytes[2 + i] = static_cast<char>(e.bytes[i]);
+        len = 2 + ext;
+    }
+    std::string_view view() const noexcept { return {bytes, len}; }
+    char bytes[10]{};
+    std::size_t len = 0;
+};
+
+/// Queues herald frame `f` on `c` as one WebSocket text message (written by the next flush).
+inline void queue_text_frame(herald::net::connection& c, frame_ptr f) {
+    const text_frame_header h(f->text.size());
+    c.write_shared(h.view(), std::move(f));
+}
+
+} // namespace herald::detail
+
+namespace herald::transport {
 
 /// The WebSocket transport (`/herald/ws`, subprotocol `herald.v1`). Close codes: 4000 idle,
 /// 4001 drain (after a `reconnect` frame), 4008 slow consumer, 1003 binary frame, 1009 frame
@@ -61,12 +83,12 @@ public:
     static constexpr std::uint16_t close_drain = 4001;
     static constexpr std::uint16_t close_slow_consumer = 4008;
 
-    websocket(herald::detail::server_context& ctx, const options& opts)
+    websocket(net::transport_context& ctx, const options& opts)
         : ctx_(ctx), opts_(opts), messages_(std::make_shared<detail::websocket_config::con_msg_manager_type>()) {}
 
     /// Takes `GET <path>` requests. Without `Upgrade: websocket` (a proxy dropped it) the
     /// answer is 426 naming the cause, so that clients fall back and herald-doctor can tell.
-    bool serve(const std::shared_ptr<herald::detail::connection>& c, http_request& r);
+    bool serve(const net::connection_ptr& c, http_request& r);
 
 private:
     class stream;
@@ -78,7 +100,7 @@ private:
         return true;
     }
 
-    herald::detail::server_context& ctx_;
+    net::transport_context& ctx_;
     options opts_;
     // Shared by every connection's processor: the message allocator is stateless, and the
     // random generator is for client-side masking, which a server never does.
@@ -87,13 +109,13 @@ private:
 };
 
 /// One WebSocket connection: websocketpp's processor, fed and drained by herald.
-class websocket::stream final : public herald::detail::stream_handler,
+class websocket::stream final : public net::stream_handler,
                                 public std::enable_shared_from_this<websocket::stream> {
 public:
-    using clock = herald::detail::clock;
+    using clock = net::clock;
     using message_ptr = detail::websocket_config::message_type::ptr;
 
-    stream(websocket& t, const std::shared_ptr<herald::detail::connection>& c, principal who)
+    stream(websocket& t, const net::connection_ptr& c, principal who)
         : t_(t), conn_(c), who_(std::move(who)), proc_(false, true, t.messages_, t.rng_),
           last_rx_(clock::now()), last_tx_(last_rx_) {
         proc_.set_max_message_size(t_.ctx_.opts.max_request_bytes);
@@ -222,7 +244,7 @@ private:
     void on_open() {
         auto c = conn_.lock();
         if (!c) return;
-        session_ = t_.ctx_.hub.open_session(who_, herald::detail::server_context::waker(c));
+        session_ = t_.ctx_.hub.open_session(who_, c->waker());
         send(protocol::make_welcome(session_->id(), t_.ctx_.opts.heartbeat, t_.ctx_.transports, t_.ctx_.server_id));
     }
 
@@ -274,7 +296,7 @@ private:
         batch.clear();
         const bool open = session_->take(batch);
         if (!batch.empty()) {
-            for (frame_ptr& f : batch) c->write_websocket(std::move(f));
+            for (frame_ptr& f : batch) detail::queue_text_frame(*c, std::move(f));
             c->flush();
             last_tx_ = clock::now();
         }
@@ -291,7 +313,7 @@ private:
     void send(frame_ptr f) {
         auto c = conn_.lock();
         if (!c || state_ != state::open) return;
-        c->write_websocket(std::move(f));
+        detail::queue_text_frame(*c, std::move(f));
         c->flush();
         last_tx_ = clock::now();
     }
@@ -342,7 +364,7 @@ private:
     }
 
     websocket& t_;
-    std::weak_ptr<herald::detail::connection> conn_;
+    std::weak_ptr<net::connection> conn_;
     principal who_;
     detail::websocket_processor proc_;
     session_ptr session_;
@@ -351,27 +373,26 @@ private:
     state state_ = state::handshake;
 };
 
-inline bool websocket::serve(const std::shared_ptr<herald::detail::connection>& c, http_request& r) {
+inline bool websocket::serve(const net::connection_ptr& c, http_request& r) {
     if (r.path() != opts_.path) return false;
-    using herald::detail::server_context;
     if (!ctx_.origin_allowed(r)) {
-        c->respond(r, server_context::error_response(403, error::forbidden, "origin not allowed"));
+        c->respond(r, http_response::error(403, error::forbidden, "origin not allowed"));
         return true;
     }
     if (ctx_.draining) {
-        c->respond(r, server_context::error_response(503, error::shutting_down), false);
+        c->respond(r, http_response::error(503, error::shutting_down), false);
         return true;
     }
     const std::string_view upgrade = r.header("upgrade");
     if (r.method != "GET" || upgrade.size() != 9 || !equal_nocase(upgrade, "websocket")) {
-        c->respond(r, server_context::error_response(426, error::malformed_frame,
+        c->respond(r, http_response::error(426, error::malformed_frame,
             "WebSocket upgrade expected: the Upgrade/Connection headers did not arrive (a proxy in between may drop them)"),
             false);
         return true;
     }
     std::optional<principal> who = ctx_.hub.authenticate(r);
     if (!who) {
-        c->respond(r, server_context::error_response(401, error::unauthenticated), false);
+        c->respond(r, http_response::error(401, error::unauthenticated), false);
         return true;
     }
     auto s = std::make_shared<stream>(*this, c, std::move(*who));

@@ -32,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -58,9 +59,16 @@ public:
 
     // ---- called by the hub, from any thread ----------------------------------------------
 
+    /// Throws std::logic_error when a hub attached already: one engine follows one hub's
+    /// channels (its SUBSCRIBEs, its positions), so a second hub on a copy of the same
+    /// backplane would silently steal the first one's deliveries.
     void attach(backplane_sink& sink) {
         {
             std::lock_guard<std::mutex> lock(sink_mu_);
+            if (attached_)
+                throw std::logic_error("herald: this Redis backplane is attached to a hub already; "
+                                       "give each hub a redis backplane of its own");
+            attached_ = true;
             sink_ = &sink;
             limits_ = sink.history_limits();
             log_ = sink.logger();
@@ -649,6 +657,7 @@ private:
     // the hub; handlers run under sink_mu_, so that none runs once detach returned
     std::mutex sink_mu_;
     backplane_sink* sink_ = nullptr;
+    bool attached_ = false;  // once, for the engine's life (guarded by sink_mu_)
     history_options limits_;
     log_function log_;
 

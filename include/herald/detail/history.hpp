@@ -1,4 +1,4 @@
-// herald — a channel's recent past, bounded by count and by age.
+// herald — a channel's recent past, bounded by count and by age (the hub's, internal).
 #pragma once
 
 #include <herald/frame.hpp>
@@ -9,7 +9,7 @@
 #include <deque>
 #include <vector>
 
-namespace herald {
+namespace herald::detail {
 
 /// The message frames of one channel with consecutive offsets, oldest first. Not
 /// thread-safe: the hub guards each channel's history with that channel's lock.
@@ -67,4 +67,4 @@ private:
     std::uint64_t last_ = 0;  // offset of the newest entry, when there is one
 };
 
-} // namespace herald
+} // namespace herald::detail

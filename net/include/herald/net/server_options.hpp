@@ -1,4 +1,4 @@
-// herald — options of herald::basic_server.
+// herald — options of the network host (herald::basic_server and its transports).
 #pragma once
 
 #include <herald/options.hpp>
@@ -10,6 +10,8 @@
 
 namespace herald {
 
+/// What a herald server listens on and how it treats its connections. Every member has a
+/// default; set the ones you need before constructing the server.
 struct server_options {
     /// Where to listen. Port 0 picks a free port (see basic_server::port()).
     std::string address = "127.0.0.1";

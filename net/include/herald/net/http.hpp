@@ -1,7 +1,11 @@
-// herald — the HTTP requests and responses that the server and its handlers exchange.
+// herald — the HTTP requests and responses that the server, its transports and the CMS's
+// handlers exchange.
 #pragma once
 
 #include <herald/authorizer.hpp>
+#include <herald/error.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <string>
 #include <string_view>
@@ -51,6 +55,16 @@ struct http_response {
         r.body = std::move(body);
         return r;
     }
+    /// herald's error body, `{"error":{"code":…,"message":…}}`: `code` is the wire name of a
+    /// herald error (error.hpp), or of an HTTP-level problem ("not_found", "malformed_request").
+    static http_response error(int status, std::string_view code, std::string_view message) {
+        nlohmann::json j = {{"error", {{"code", std::string(code)}, {"message", std::string(message)}}}};
+        return json(status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+    /// The same, for a herald error code (the message defaults to the code's).
+    static http_response error(int status, std::error_code ec, std::string_view message = {}) {
+        return error(status, to_wire(ec), message.empty() ? ec.message() : std::string(message));
+    }
     static http_response text(int status, std::string body) {
         http_response r;
         r.status = status;
@@ -60,6 +74,7 @@ struct http_response {
     }
 };
 
+/// The reason phrase of an HTTP status code ("Unknown" for one herald does not send).
 inline const char* http_reason(int status) noexcept {
     switch (status) {
     case 101: return "Switching Protocols";

@@ -1,30 +1,32 @@
-// herald — what transports share with the server they run in.
+// herald — what a network transport shares with the server it runs in.
 #pragma once
 
-#include <herald/http.hpp>
 #include <herald/hub.hpp>
-#include <herald/server_options.hpp>
-#include <herald/detail/connection.hpp>
+#include <herald/net/http.hpp>
+#include <herald/net/server_options.hpp>
 
 #include <atomic>
 #include <chrono>
-#include <memory>
 #include <mutex>
-#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
 #include <vector>
 
-namespace herald::detail {
+namespace herald::net {
 
-class server_context {
+/// Handed by the server to each network transport it makes: the hub, the server's options,
+/// and the server-wide state a transport reads (draining, the enabled transports).
+///
+/// Thread safety: the members may be read from any thread once the server has started;
+/// jitter() is safe from any thread.
+class transport_context {
 public:
-    server_context(herald::hub& h, const server_options& o) : hub(h), opts(o) {}
+    transport_context(herald::hub& h, const server_options& o) : hub(h), opts(o) {}
 
     herald::hub& hub;
     const server_options& opts;
-    std::vector<std::string> transports;  ///< enabled ones, as clients see them
+    std::vector<std::string> transports;  ///< the enabled ones, as clients see them
     std::string server_id;
     std::atomic<bool> draining{false};
 
@@ -50,29 +52,9 @@ public:
         return std::chrono::milliseconds(d(rng_));
     }
 
-    /// A session wake that never blocks the publisher: it joins the connection's wake batch
-    /// (one I/O thread), or posts to the connection's strand.
-    static session::wake_function waker(const std::shared_ptr<connection>& c) {
-        if (wake_batch* b = c->batch())
-            return [w = std::weak_ptr<connection>(c), b] {
-                if (auto conn = w.lock()) b->add(std::move(conn));
-            };
-        return [w = std::weak_ptr<connection>(c)] {
-            if (auto conn = w.lock())
-                asio::post(conn->get_executor(), [w] {
-                    if (auto c2 = w.lock()) c2->wake();
-                });
-        };
-    }
-
-    static http_response error_response(int status, std::error_code ec, std::string_view message = {}) {
-        nlohmann::json j = {{"error", {{"code", to_wire(ec)}, {"message", message.empty() ? ec.message() : std::string(message)}}}};
-        return http_response::json(status, j.dump());
-    }
-
 private:
     std::mutex mu_;
     std::mt19937_64 rng_{std::random_device{}()};
 };
 
-} // namespace herald::detail
+} // namespace herald::net

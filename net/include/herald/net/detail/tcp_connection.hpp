@@ -1,16 +1,16 @@
 // herald — one TCP connection of the server: HTTP/1.1 with keep-alive until a transport
 // takes it over (a WebSocket upgrade, a held long-poll). herald owns the socket and the
-// writes; transports plug in through stream_handler.
+// writes; transports see it as a net::connection (net/connection.hpp).
 #pragma once
 
 #include <herald/frame.hpp>
-#include <herald/http.hpp>
+#include <herald/net/connection.hpp>
+#include <herald/net/http.hpp>
 
 #include <asio.hpp>
-#include <nlohmann/json.hpp>
-#include <websocketpp/frame.hpp>
 #include <websocketpp/http/request.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -23,30 +23,9 @@
 #include <utility>
 #include <vector>
 
-namespace herald::detail {
+namespace herald::net::detail {
 
-using clock = std::chrono::steady_clock;
-
-/// What a transport installs on a connection it takes over. All calls come on the
-/// connection's strand.
-class stream_handler {
-public:
-    virtual ~stream_handler() = default;
-    /// Bytes from the peer (upgraded connections only).
-    virtual void on_read(const char* data, std::size_t n) = 0;
-    /// Everything queued so far was written: the moment to queue more (flow control).
-    virtual void on_written() {}
-    /// The hub queued frames for this connection's session (posted by session wake).
-    virtual void on_wake() {}
-    /// About once a second: heartbeats, idle timeouts, drain.
-    virtual void on_tick(clock::time_point) {}
-    /// The server drains: say goodbye (reconnect frame, 503...) and close.
-    virtual void on_drain(std::chrono::milliseconds) {}
-    /// The socket is gone. No write after this.
-    virtual void on_close() {}
-};
-
-class connection;
+class tcp_connection;
 
 /// The wakes of connections that run on one single-threaded executor, run together: a
 /// publish to 1000 subscribers posts one handler that pumps the 1000 connections, instead
@@ -57,7 +36,7 @@ public:
     wake_batch(const wake_batch&) = delete;
     wake_batch& operator=(const wake_batch&) = delete;
 
-    void add(std::shared_ptr<connection> c) {
+    void add(std::shared_ptr<tcp_connection> c) {
         {
             std::lock_guard<std::mutex> lock(mu_);
             ready_.push_back(std::move(c));
@@ -78,15 +57,15 @@ private:
 
     asio::any_io_executor ex_;
     std::mutex mu_;
-    std::vector<std::shared_ptr<connection>> ready_, running_;
+    std::vector<std::shared_ptr<tcp_connection>> ready_, running_;
     bool posted_ = false;
 };
 
 /// The server, as a connection sees it.
 class connection_owner {
 public:
-    virtual void route(const std::shared_ptr<connection>& c, http_request&& r) = 0;
-    virtual void forget(connection* c) noexcept = 0;
+    virtual void route(const std::shared_ptr<tcp_connection>& c, http_request&& r) = 0;
+    virtual void forget(tcp_connection* c) noexcept = 0;
 
 protected:
     ~connection_owner() = default;
@@ -98,13 +77,13 @@ struct connection_limits {
     std::chrono::milliseconds keep_alive_timeout{75000};  ///< idle keep-alive connections close after this
 };
 
-class connection : public std::enable_shared_from_this<connection> {
+class tcp_connection final : public net::connection, public std::enable_shared_from_this<tcp_connection> {
 public:
     using executor_type = asio::any_io_executor;  // the connection's strand
 
     /// `batch`: where the wakes of this connection go when its executor is single-threaded
     /// (null: each wake is posted to the connection's strand).
-    connection(asio::ip::tcp::socket socket, connection_owner& owner, const connection_limits& limits,
+    tcp_connection(asio::ip::tcp::socket socket, connection_owner& owner, const connection_limits& limits,
                wake_batch* batch = nullptr)
         : socket_(std::move(socket)), owner_(owner), limits_(limits), batch_(batch), since_(clock::now()) {
         std::error_code ec;
@@ -114,52 +93,61 @@ public:
         if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
     }
 
-    ~connection() = default;
+    ~tcp_connection() override = default;
 
     executor_type get_executor() { return socket_.get_executor(); }
     wake_batch* batch() const noexcept { return batch_; }
-    const std::string& remote() const noexcept { return remote_; }
-    bool open() const noexcept { return mode_ != mode::closed; }
+    const std::string& remote() const noexcept override { return remote_; }
+    bool open() const noexcept override { return mode_ != mode::closed; }
+
+    void post(std::function<void()> fn) override {
+        asio::post(get_executor(), [w = weak_from_this(), fn = std::move(fn)] {
+            if (w.lock()) fn();
+        });
+    }
+
+    /// Joins the connection's wake batch (one I/O thread), or posts to its strand.
+    session::wake_function waker() override {
+        if (batch_)
+            return [w = weak_from_this(), b = batch_] {
+                if (auto c = w.lock()) b->add(std::move(c));
+            };
+        return [w = weak_from_this()] {
+            if (auto c = w.lock())
+                asio::post(c->get_executor(), [w] {
+                    if (auto c2 = w.lock()) c2->wake();
+                });
+        };
+    }
 
     /// Starts reading requests. Call once, on the strand.
     void start() { read(); }
 
     // ---- writing (strand only) --------------------------------------------------------
 
-    /// Queues bytes to write (a copy is kept until written).
-    void write(std::string bytes) {
+    void write(std::string bytes) override {
         if (mode_ == mode::closed || bytes.empty()) return;
         out_.emplace_back();
         out_.back().owned = std::move(bytes);
         flush();
     }
 
-    /// Queues a herald frame as one WebSocket text message: a header made with websocketpp's
-    /// frame helpers, and the frame's shared text (no copy: every connection writes the same
-    /// bytes).
-    void write_websocket(frame_ptr f) {
+    void write_shared(std::string_view prefix, frame_ptr f) override {
         if (mode_ == mode::closed) return;
         chunk c;
-        const auto size = f->text.size();
-        websocketpp::frame::basic_header h(websocketpp::frame::opcode::text, size, true, false);
-        websocketpp::frame::extended_header e(size);
-        c.hdr[0] = static_cast<char>(h.b0);
-        c.hdr[1] = static_cast<char>(h.b1);
-        const std::size_t ext = websocketpp::frame::get_header_len(h) - websocketpp::frame::BASIC_HEADER_LENGTH;
-        for (std::size_t i = 0; i < ext; ++i) c.hdr[2 + i] = static_cast<char>(e.bytes[i]);
-        c.hdr_len = static_cast<std::uint8_t>(2 + ext);
+        const std::size_t n = std::min(prefix.size(), c.hdr.size());
+        std::copy_n(prefix.data(), n, c.hdr.data());
+        c.hdr_len = static_cast<std::uint8_t>(n);
         c.frame = std::move(f);
         out_.push_back(std::move(c));
     }
 
-    /// Writes what write_websocket queued. (Separate so that a batch goes out in one write.)
-    ///
     /// The write is attempted at once, non-blocking, from the caller's stack: gathered, up to
     /// 32 frames per system call, with no asio operation, allocation or posted completion on
     /// the way (a fan-out to 1000 subscribers is 1000 of these in a row). Only what the socket
     /// does not take waits for writability; the handler hears on_written() once that is out.
     /// A write error closes the connection from a posted handler, never under the caller.
-    void flush() {
+    void flush() override {
         if (waiting_ || failed_ || mode_ == mode::closed) return;
         while (head_ < out_.size()) {
             bufs_.clear();
@@ -196,11 +184,11 @@ public:
     }
 
     /// Whether bytes wait to be written (the peer is not reading as fast as we write).
-    bool writing() const noexcept { return waiting_ || !out_.empty(); }
+    bool writing() const noexcept override { return waiting_ || !out_.empty(); }
 
     /// Answers the request being served. Keeps the connection for the next request when
     /// the client wants it (and `keep_alive` allows), else closes once written.
-    void respond(const http_request& req, http_response&& res, bool keep_alive = true) {
+    void respond(const http_request& req, http_response&& res, bool keep_alive = true) override {
         if (mode_ == mode::closed) return;
         keep_alive = keep_alive && req.keep_alive() && !draining_;
         std::string head = response_head(res, keep_alive, "Content-Length: " + std::to_string(res.body.size()));
@@ -215,7 +203,7 @@ public:
     /// `Transfer-Encoding: chunked`; HTTP/1.0 ones (nginx's default to its upstreams) know no
     /// chunks, so their body ends when the connection closes. Until end_parts(), `h` holds the
     /// connection as with hold(): it hears of a peer that leaves through on_close().
-    void respond_in_parts(const http_request& req, http_response&& res, std::shared_ptr<stream_handler> h) {
+    void respond_in_parts(const http_request& req, http_response&& res, std::shared_ptr<stream_handler> h) override {
         if (mode_ == mode::closed) return;
         chunked_ = req.version != "HTTP/1.0";
         parts_keep_alive_ = chunked_ && req.keep_alive() && !draining_;
@@ -225,7 +213,7 @@ public:
     }
 
     /// Writes one part of a response begun with respond_in_parts().
-    void write_part(std::string_view bytes) {
+    void write_part(std::string_view bytes) override {
         if (mode_ != mode::held || bytes.empty()) return;
         if (!chunked_) return write(std::string(bytes));
         char size[20];
@@ -237,7 +225,7 @@ public:
     }
 
     /// Ends a response begun with respond_in_parts(); the connection goes on to the next request.
-    void end_parts() {
+    void end_parts() override {
         if (mode_ != mode::held) return;
         if (chunked_) write("0\r\n\r\n");
         retire_handler();
@@ -246,7 +234,7 @@ public:
 
     /// Hands the connection to a transport for good (WebSocket). `replay` — the request head
     /// as received, and anything after it — is fed to the handler first.
-    void upgrade(std::shared_ptr<stream_handler> h) {
+    void upgrade(std::shared_ptr<stream_handler> h) override {
         handler_ = std::move(h);
         mode_ = mode::upgraded;
         std::string bytes = std::move(raw_);
@@ -260,7 +248,7 @@ public:
 
     /// Keeps the request open while a transport waits to answer it (long-poll). The handler
     /// answers later with respond(); it hears of a peer that leaves through on_close().
-    void hold(std::shared_ptr<stream_handler> h) {
+    void hold(std::shared_ptr<stream_handler> h) override {
         handler_ = std::move(h);
         mode_ = mode::held;
     }
@@ -269,7 +257,7 @@ public:
 
     /// Closes once everything queued is written (from a posted handler: the caller may be
     /// the handler that is about to be closed).
-    void close_after_flush() {
+    void close_after_flush() override {
         if (mode_ == mode::closed) return;
         close_when_flushed_ = true;
         mode_ = mode::finishing;
@@ -278,7 +266,7 @@ public:
     }
 
     /// Closes at once (queued writes are dropped).
-    void close() {
+    void close() override {
         if (mode_ == mode::closed) return;
         mode_ = mode::closed;
         std::error_code ec;
@@ -311,7 +299,7 @@ public:
             const bool mid_request = request_ && request_bytes_ > 0;
             if (mid_request && now - since_ > limits_.request_timeout) {
                 http_request dummy;
-                respond(dummy, http_response::json(408, R"({"error":{"code":"timed_out","message":"request not received in time"}})"), false);
+                respond(dummy, http_response::error(408, error::timed_out, "request not received in time"), false);
             } else if (!mid_request && now - since_ > limits_.keep_alive_timeout) {
                 close();
             }
@@ -362,7 +350,7 @@ private:
     struct chunk {
         std::string owned;
         frame_ptr frame;
-        std::array<char, 10> hdr{};
+        std::array<char, net::connection::max_prefix> hdr{};
         std::uint8_t hdr_len = 0;
         std::size_t size() const noexcept { return frame ? hdr_len + frame->text.size() : owned.size(); }
     };
@@ -472,10 +460,8 @@ private:
     void refuse(int status, const std::string& why) {
         if (status < 400 || status > 599) status = 400;
         http_request dummy;
-        std::string body = R"({"error":{"code":"malformed_request","message":)" +
-                           nlohmann::json(why).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "}}";
         mode_ = mode::serving;
-        respond(dummy, http_response::json(status, std::move(body)), false);
+        respond(dummy, http_response::error(status, "malformed_request", why), false);
     }
 
     http_request make_request(websocketpp::http::parser::request& p) {
@@ -519,7 +505,7 @@ inline void wake_batch::run() {
     }
     for (auto& c : running_) c->wake();
     running_.clear();
-    if (running_.capacity() > 4096) std::vector<std::shared_ptr<connection>>().swap(running_);
+    if (running_.capacity() > 4096) std::vector<std::shared_ptr<tcp_connection>>().swap(running_);
 }
 
-} // namespace herald::detail
+} // namespace herald::net::detail

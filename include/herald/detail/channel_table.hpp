@@ -1,0 +1,192 @@
+// herald — the hub's channels: each one's state and lock, in a sharded table.
+#pragma once
+
+#include <herald/frame.hpp>
+#include <herald/options.hpp>
+#include <herald/session.hpp>
+#include <herald/detail/history.hpp>
+#include <herald/detail/name_table.hpp>
+#include <herald/detail/random.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace herald::detail {
+
+struct subscriber {
+    session_ptr s;
+    std::uint64_t delivered;  // last offset queued to it: nothing at or below goes again
+};
+
+// A subscribe waiting for its fetch. Live messages meanwhile go to channel_state::held.
+struct pending_subscriber {
+    session_ptr s;
+    std::uint64_t token;       // its fetch
+    std::uint64_t request_id;  // echoed in `subscribed`
+    std::size_t held_from;     // held[held_from..] arrived after it registered
+};
+
+struct channel_state {
+    channel_state(std::string_view n, std::uint64_t h, const history_options& o, bool ordered_here)
+        : hash(h), known(ordered_here), log(o) {
+        if (n.size() <= sizeof short_name_) {
+            std::memcpy(short_name_, n.data(), n.size());
+            name = std::string_view(short_name_, n.size());
+        } else {
+            long_name_ = n;
+            name = long_name_;
+        }
+    }
+    channel_state(const channel_state&) = delete;
+    channel_state& operator=(const channel_state&) = delete;
+
+    // A lookup compares the name: it is kept inside the state (when it is not long), next
+    // to the lock the publish takes next, rather than behind a pointer in another line.
+    std::mutex mu;
+    const std::uint64_t hash;  // of name
+    std::string_view name;     // short_name_ or long_name_
+    char short_name_[48];
+    bool dead = false;  // swept: look the channel up again
+    // {epoch, head}: the last message given to the live subscribers. With a remote backplane
+    // it is `known` only while someone follows the channel here; it is set by a fetch, then
+    // advanced by each contiguous message.
+    bool known;
+    std::string epoch = make_epoch();
+    std::uint64_t head = 0;
+    history log;  // local ordering only: a remote backplane keeps the history
+    std::vector<subscriber> subs;
+    std::vector<pending_subscriber> recovering;
+    // Remote ordering: a gap or another epoch in the live stream stops it until a re-fetch
+    // from {epoch, head} fills it (or tells the subscribers `recovered: false`).
+    bool repairing = false;
+    std::uint64_t repair_token = 0;
+    std::size_t repair_from = 0;  // held[repair_from..] came after the repair's fetch began
+    // Every message that came while someone recovers or a repair runs, in arrival order.
+    std::vector<frame_ptr> held;
+    // Counted under the channel's lock, summed by stats(): a hub-wide atomic would be a
+    // cache line that every publishing core writes, twice per publish.
+    std::uint64_t published = 0, deliveries = 0;
+    std::string long_name_;
+};
+
+// Channels are spread over shards so that finding one rarely waits for another thread.
+struct alignas(64) shard {
+    mutable std::shared_mutex mu;
+    name_table<channel_state> map;
+    std::uint64_t swept_published = 0, swept_deliveries = 0;  // counts of forgotten channels
+};
+
+/// A channel's state, locked (or nothing, from find()). `keep` owns a reference only when
+/// the channel had to be waited for: the common case takes none (two atomic operations
+/// fewer per publish).
+struct locked_channel {
+    channel_state* ch = nullptr;
+    std::shared_ptr<channel_state> keep;  // declared before `lock`: released after it
+    std::unique_lock<std::mutex> lock;
+    explicit operator bool() const noexcept { return ch != nullptr; }
+    channel_state* operator->() const noexcept { return ch; }
+    channel_state& operator*() const noexcept { return *ch; }
+};
+
+/// Every channel the hub holds, by name. A channel is created by its first acquire() and
+/// forgotten by sweep() once it has neither history nor subscribers.
+class channel_table {
+public:
+    /// `ordered_here`: Backplane::orders_locally (a new channel's position is then known).
+    channel_table(history_options history, bool ordered_here) : history_(history), ordered_here_(ordered_here) {}
+
+    /// The channel's state, created if need be, locked.
+    locked_channel acquire(std::string_view channel) { return lock_channel(channel, true); }
+    /// The channel's state if it exists, locked; empty otherwise.
+    locked_channel find(std::string_view channel) { return lock_channel(channel, false); }
+
+    /// Expires old history and forgets channels with neither history nor subscribers.
+    void sweep(std::chrono::steady_clock::time_point now) {
+        for (auto& sh : shards_) {
+            std::unique_lock<std::shared_mutex> shard_lock(sh.mu);
+            std::vector<std::shared_ptr<channel_state>> forgotten;
+            sh.map.for_each([&](const std::shared_ptr<channel_state>& state) {
+                channel_state& ch = *state;
+                std::lock_guard<std::mutex> lock(ch.mu);
+                ch.log.expire(now);
+                ch.subs.erase(std::remove_if(ch.subs.begin(), ch.subs.end(),
+                                             [](const subscriber& x) { return x.s->closed(); }),
+                              ch.subs.end());
+                if (ch.subs.empty() && ch.recovering.empty() && !ch.repairing && ch.log.empty()) {
+                    ch.dead = true;
+                    sh.swept_published += ch.published;
+                    sh.swept_deliveries += ch.deliveries;
+                    forgotten.push_back(state);
+                }
+            });
+            // Erased after the walk; `forgotten` keeps each state alive until its lock is released.
+            for (const auto& ch : forgotten) sh.map.erase(ch->name, ch->hash);
+        }
+    }
+
+    /// Adds the channels held now, and the messages published and delivered in them (forgotten
+    /// channels included), to the counts.
+    void count(std::uint64_t& channels, std::uint64_t& published, std::uint64_t& deliveries) const {
+        for (auto& sh : shards_) {
+            std::shared_lock<std::shared_mutex> lock(sh.mu);
+            channels += sh.map.size();
+            published += sh.swept_published;
+            deliveries += sh.swept_deliveries;
+            sh.map.for_each([&](const std::shared_ptr<channel_state>& ch) {
+                std::lock_guard<std::mutex> lock(ch->mu);
+                published += ch->published;
+                deliveries += ch->deliveries;
+            });
+        }
+    }
+
+private:
+    // The table inside a shard indexes by the hash's low bits; the shard is chosen by high ones.
+    shard& shard_for(std::uint64_t hash) { return shards_[(hash >> 48) % shards_.size()]; }
+
+    locked_channel lock_channel(std::string_view channel, bool create) {
+        const std::uint64_t hash = std::hash<std::string_view>{}(channel);
+        shard& sh = shard_for(hash);
+        for (;;) {
+            std::shared_ptr<channel_state> ch;
+            {
+                std::shared_lock<std::shared_mutex> shard_lock(sh.mu);
+                if (auto* found = sh.map.find(channel, hash)) {
+                    // Locked while the shard lock keeps it in the table, the channel cannot be
+                    // swept (sweep needs both locks), so no reference is needed. A busy channel
+                    // is waited for with a reference instead, never with the shard held.
+                    std::unique_lock<std::mutex> lock((*found)->mu, std::try_to_lock);
+                    if (lock.owns_lock()) return {found->get(), nullptr, std::move(lock)};
+                    ch = *found;
+                }
+            }
+            if (!ch && !create) return {};
+            if (!ch) {
+                std::unique_lock<std::shared_mutex> shard_lock(sh.mu);
+                if (auto* found = sh.map.find(channel, hash)) ch = *found;
+                else ch = sh.map.insert(hash, std::make_shared<channel_state>(channel, hash, history_, ordered_here_));
+            }
+            std::unique_lock<std::mutex> lock(ch->mu);
+            if (!ch->dead) {
+                channel_state* raw = ch.get();
+                return {raw, std::move(ch), std::move(lock)};
+            }
+        }
+    }
+
+    const history_options history_;
+    const bool ordered_here_;
+    std::array<shard, 64> shards_;
+};
+
+} // namespace herald::detail

@@ -1,0 +1,235 @@
+// herald — the hub's member bodies: publishing, sessions, fan-out, and the backplane's calls.
+// The subscribe/resume/repair state machine is in impl/stream_join.hpp.
+#pragma once
+
+#include <herald/hub.hpp>
+#include <herald/detail/json_check.hpp>
+#include <herald/detail/wait.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace herald {
+
+// ---- publishing -------------------------------------------------------------------------
+
+inline position hub::publish(std::string_view channel, std::string_view data, std::error_code& ec) {
+    ec.clear();
+    if ((ec = check_publish(channel, data))) {
+        publish_errors_.fetch_add(1, std::memory_order_relaxed);
+        return {};
+    }
+    // A backplane that orders here (the local one) is done when this call returns:
+    // no handler to allocate, nothing to wait for.
+    position pos;
+    if (backplane_->publish_now(channel, data, pos, ec)) {
+        if (ec) publish_errors_.fetch_add(1, std::memory_order_relaxed);
+        return pos;
+    }
+    return detail::wait_for_position([&](publish_handler done) {
+        publish_checked(std::string(channel), std::string(data), std::move(done));
+    }, opts_.publish_timeout, ec);
+}
+
+inline position hub::publish(std::string_view channel, std::string_view data) {
+    std::error_code ec;
+    position p = publish(channel, data, ec);
+    detail::throw_if(ec, "herald::hub::publish");
+    return p;
+}
+
+inline void hub::async_publish(std::string channel, std::string data, publish_handler done) {
+    std::error_code ec = check_publish(channel, data);
+    position pos;
+    if (ec || backplane_->publish_now(channel, data, pos, ec)) {
+        if (ec) publish_errors_.fetch_add(1, std::memory_order_relaxed);
+        done(ec, std::move(pos));
+        return;
+    }
+    publish_checked(std::move(channel), std::move(data), std::move(done));
+}
+
+inline position hub::head(std::string_view channel, std::error_code& ec) {
+    ec.clear();
+    if (auto e = validate_channel(channel)) { ec = e; return {}; }
+    return detail::wait_for_position([&](publish_handler done) {
+        backplane_->fetch(std::string(channel), std::nullopt, [done = std::move(done)](std::error_code e, fetch_result r) {
+            done(e, std::move(r.head));
+        });
+    }, opts_.publish_timeout, ec);
+}
+
+inline position hub::head(std::string_view channel) {
+    std::error_code ec;
+    position p = head(channel, ec);
+    detail::throw_if(ec, "herald::hub::head");
+    return p;
+}
+
+// Publishes a checked message through the backplane's asynchronous form.
+inline void hub::publish_checked(std::string channel, std::string data, publish_handler done) {
+    backplane_->publish(std::move(channel), std::move(data), [this, done = std::move(done)](std::error_code ec, position p) {
+        if (ec) publish_errors_.fetch_add(1, std::memory_order_relaxed);
+        done(ec, std::move(p));
+    });
+}
+
+inline std::error_code hub::check_publish(std::string_view channel, std::string_view data) const {
+    if (auto ec = validate_channel(channel)) return ec;
+    if (data.size() > opts_.max_payload_bytes) return error::payload_too_large;
+    if (!detail::is_json_value(data)) return error::invalid_payload;
+    return {};
+}
+
+// ---- sessions ---------------------------------------------------------------------------
+
+inline session_ptr hub::open_session(principal who, session::wake_function wake) {
+    sessions_.fetch_add(1, std::memory_order_relaxed);
+    return std::make_shared<session>(detail::make_session_id(), std::move(who), opts_.session, std::move(wake));
+}
+
+inline void hub::close_session(const session_ptr& s, std::error_code reason) {
+    s->close(reason);
+    for (const std::string& c : s->drop_channels()) remove_subscriber(c, s.get());
+    if (!s->closed_counted_.exchange(true)) sessions_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+inline std::error_code hub::subscribe(const session_ptr& s, std::string_view channel, std::optional<position> since,
+                                      std::uint64_t request_id) {
+    if (auto ec = validate_channel(channel)) return ec;
+    if (!may(s->who(), action::subscribe, channel)) return error::forbidden;
+    std::error_code ec;
+    const std::string name(channel);
+    s->add_channel(name, ec);
+    if (ec) return ec;
+
+    const std::uint64_t token = next_token_.fetch_add(1, std::memory_order_relaxed) + 1;
+    {
+        auto ch = channels_.acquire(channel);
+        drop_subscriber(*ch, s.get());  // a resubscribe starts over from `since`
+        ch->recovering.push_back({s, token, request_id, ch->held.size()});
+    }
+    backplane_->fetch(name, std::move(since), [this, name, token](std::error_code e, fetch_result r) {
+        finish_subscribe(name, token, e, std::move(r));
+    });
+    return {};
+}
+
+inline std::error_code hub::unsubscribe(const session_ptr& s, std::string_view channel, std::uint64_t request_id) {
+    if (auto ec = validate_channel(channel)) return ec;
+    const std::string name(channel);
+    if (!s->remove_channel(name)) return error::not_subscribed;
+    remove_subscriber(name, s.get());
+    s->push(protocol::make_unsubscribed(name, request_id));
+    return {};
+}
+
+// ---- maintenance ------------------------------------------------------------------------
+
+inline hub_stats hub::stats() const {
+    hub_stats st;
+    st.slow_consumers = slow_consumers_.load(std::memory_order_relaxed);
+    st.publish_errors = publish_errors_.load(std::memory_order_relaxed);
+    st.refetches = refetches_.load(std::memory_order_relaxed);
+    st.sessions = sessions_.load(std::memory_order_relaxed);
+    channels_.count(st.channels, st.published, st.deliveries);
+    return st;
+}
+
+inline void hub::log(log_level level, const std::string& text) const {
+    if (opts_.log) opts_.log(level, text);
+}
+
+// ---- fan-out ----------------------------------------------------------------------------
+
+/// Queues `f` to every subscriber that has not had its offset; drops closed sessions.
+/// Called with the channel locked, so each channel's frames go out in offset order.
+inline void hub::fan_out(detail::channel_state& ch, const frame_ptr& f) {
+    std::size_t n = 0;
+    bool dropped = false;
+    const std::uint64_t offset = f->pos.offset;
+    constexpr std::size_t ahead = 4;
+    for (std::size_t i = 0; i < ch.subs.size(); ++i) {
+        // With many channels the sessions are out of the cache, and each push's lock waits
+        // for its misses: ask for the sessions a few pushes ahead, so that they arrive meanwhile.
+        if (i + ahead < ch.subs.size()) detail::prefetch_for_write(ch.subs[i + ahead].s.get());
+        detail::subscriber& sub = ch.subs[i];
+        if (offset <= sub.delivered) continue;
+        sub.delivered = offset;
+        if (sub.s->push(f)) {
+            ++n;
+        } else {
+            dropped = true;
+            if (sub.s->close_reason() == error::slow_consumer && !sub.s->slow_counted_.exchange(true))
+                slow_consumers_.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+    if (dropped)
+        ch.subs.erase(std::remove_if(ch.subs.begin(), ch.subs.end(), [](const detail::subscriber& x) { return x.s->closed(); }),
+                      ch.subs.end());
+    ch.deliveries += n;
+}
+
+// ---- backplane_sink ---------------------------------------------------------------------
+
+inline position hub::order_and_deliver(std::string_view channel, std::string_view data, std::error_code& ec) {
+    ec.clear();
+    auto ch = channels_.acquire(channel);
+    position pos{ch->epoch, ch->head + 1};
+    frame_ptr f = protocol::make_message(std::string(channel), pos, data);
+    ch->head = pos.offset;
+    ++ch->published;
+    if (!ch->recovering.empty()) ch->held.push_back(f);
+    fan_out(*ch, f);
+    const auto created = f->created;
+    ch->log.append(std::move(f), created);  // moved last: one reference count operation fewer
+    return pos;
+}
+
+inline fetch_result hub::read_history(std::string_view channel, const std::optional<position>& since) {
+    auto ch = channels_.acquire(channel);
+    fetch_result r;
+    r.head = {ch->epoch, ch->head};
+    if (since) {
+        r.recovered = since->epoch == ch->epoch && ch->log.since(since->offset, ch->head, r.messages);
+        if (!r.recovered) r.messages.clear();
+    }
+    return r;
+}
+
+inline bool hub::deliver(std::string_view channel, const position& pos, std::string_view data) {
+    std::optional<repair> rep;
+    {
+        auto ch = channels_.find(channel);
+        if (!ch || !followed(*ch)) return false;
+        frame_ptr f = protocol::make_message(std::string(channel), pos, data);
+        if (!ch->recovering.empty() || ch->repairing) ch->held.push_back(f);
+        rep = accept_live(*ch, f);
+    }
+    if (rep) refetch(std::string(channel), std::move(*rep));
+    return true;
+}
+
+inline bool hub::resync(std::string_view channel) {
+    std::optional<repair> rep;
+    {
+        auto ch = channels_.find(channel);
+        if (!ch || !followed(*ch)) return false;
+        if (ch->known && !ch->repairing && !ch->subs.empty()) rep = start_repair(*ch);
+    }
+    if (rep) refetch(std::string(channel), std::move(*rep));
+    return true;
+}
+
+inline bool hub::following(std::string_view channel) {
+    auto ch = channels_.find(channel);
+    return ch && followed(*ch);
+}
+
+} // namespace herald

@@ -1,0 +1,321 @@
+// herald — the server: one port for every transport, herald's endpoints, and the CMS's pages.
+// The top layer: it composes the network host (herald/net/) and the transports it is given.
+#pragma once
+
+#include <herald/hub.hpp>
+#include <herald/version.hpp>
+#include <herald/detail/client_js.hpp>
+#include <herald/detail/diagnose.hpp>
+#include <herald/net/http.hpp>
+#include <herald/net/server_options.hpp>
+#include <herald/net/transport.hpp>
+#include <herald/net/detail/tcp_connection.hpp>
+
+#include <asio.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace herald {
+
+/// A herald server: listens on one port, speaks HTTP/1.1 with keep-alive, and hands each
+/// request to the first enabled transport that takes it; also serves `/herald/info`,
+/// `/herald/client.js`, `/herald/diagnose`, and the pages the CMS registers with handle().
+///
+/// @tparam Transports network transports, tried in order (e.g. transport::websocket,
+/// transport::longpoll). Each is compiled in by being listed, and switched on or off at run
+/// time by its options' `enabled`.
+///
+/// @code
+/// herald::server_options opts;
+/// opts.port = 8080;
+/// herald::server server(opts);   // websocket + long-poll, local backplane
+/// server.start();
+/// server.publish("projects", R"({"id":42,"title":"Launch"})");   // from any thread
+/// @endcode
+///
+/// Thread safety: publish(), hub() and stats are safe from any thread; configure (options_of,
+/// handle, set_authorizer) before start(); call stop() from a thread that is not one of the
+/// server's I/O threads.
+template <class... Transports>
+class basic_server final : private net::detail::connection_owner {
+    static_assert((net::check_network_transport<Transports>() && ...));
+
+public:
+    using http_handler = std::function<http_response(const http_request&)>;
+
+    /// A server with its own io_context and `opts.threads` I/O threads.
+    explicit basic_server(server_options opts = {})
+        : opts_(std::move(opts)), own_ioc_(std::make_unique<asio::io_context>()), ioc_(*own_ioc_),
+          hub_(opts_.hub), ctx_(hub_, opts_) {}
+
+    /// A server on the caller's io_context; the caller runs it.
+    basic_server(asio::io_context& ioc, server_options opts)
+        : opts_(std::move(opts)), ioc_(ioc), hub_(opts_.hub), ctx_(hub_, opts_) {}
+
+    /// A server on the given backplane (e.g. backplane::redis).
+    template <class Backplane>
+    basic_server(server_options opts, Backplane bp)
+        : opts_(std::move(opts)), own_ioc_(std::make_unique<asio::io_context>()), ioc_(*own_ioc_),
+          hub_(opts_.hub, std::move(bp)), ctx_(hub_, opts_) {}
+
+    template <class Backplane>
+    basic_server(asio::io_context& ioc, server_options opts, Backplane bp)
+        : opts_(std::move(opts)), ioc_(ioc), hub_(opts_.hub, std::move(bp)), ctx_(hub_, opts_) {}
+
+    ~basic_server() {
+        stop(std::chrono::milliseconds(0));
+        tick_timer_.reset();
+        acceptor_.reset();
+        if (wakes_) wakes_->clear();
+        own_ioc_.reset();  // pending handlers (and the connections they hold) go while the hub lives
+    }
+
+    basic_server(const basic_server&) = delete;
+    basic_server& operator=(const basic_server&) = delete;
+
+    /// The options of transport `T` (e.g. `options_of<transport::websocket>().enabled = false`).
+    template <class T>
+    typename T::options& options_of() { return std::get<typename T::options>(transport_options_); }
+
+    const server_options& options() const noexcept { return opts_; }
+
+    template <class Authorizer>
+    void set_authorizer(Authorizer a) { hub_.set_authorizer(std::move(a)); }
+
+    /// Serves `path` (exact match; "*" for any path nothing else took) with `h`. For the CMS's
+    /// own small pages; herald is not a web framework.
+    void handle(std::string path, http_handler h) { handlers_[std::move(path)] = std::move(h); }
+
+    /// Binds, listens and (with its own io_context) starts the I/O threads.
+    void start(std::error_code& ec) {
+        ec.clear();
+        if (started_) return;
+        ctx_.server_id = opts_.server_id;
+        ctx_.transports.clear();
+        make_transports(std::index_sequence_for<Transports...>{});
+        asio::ip::tcp::endpoint ep(asio::ip::make_address(opts_.address, ec), opts_.port);
+        if (ec) return;
+        acceptor_ = std::make_unique<asio::ip::tcp::acceptor>(asio::make_strand(ioc_));
+        acceptor_->open(ep.protocol(), ec);
+        if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+        if (!ec) acceptor_->bind(ep, ec);
+        if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+        if (ec) { acceptor_.reset(); return; }
+        port_ = acceptor_->local_endpoint().port();
+        // One I/O thread of our own: the io_context is an implicit strand, so connections run
+        // on it directly and their wakes are batched (see net::detail::wake_batch).
+        if (own_ioc_ && opts_.threads <= 1 && !wakes_) wakes_ = std::make_unique<net::detail::wake_batch>(ioc_.get_executor());
+        if (ctx_.server_id.empty()) ctx_.server_id = opts_.address + ":" + std::to_string(port_);
+        started_ = true;
+        accept();
+        tick_timer_ = std::make_unique<asio::steady_timer>(ioc_);
+        schedule_tick();
+        if (own_ioc_) {
+            work_.emplace(asio::make_work_guard(ioc_));
+            for (unsigned i = 0; i < std::max(1u, opts_.threads); ++i) threads_.emplace_back([this] { ioc_.run(); });
+        }
+    }
+
+    /// Throwing form: herald::system_error (e.g. the port is in use).
+    void start() {
+        std::error_code ec;
+        start(ec);
+        detail::throw_if(ec, "herald::basic_server::start");
+    }
+
+    /// Stops: no new connections; every client is told to reconnect after a jittered delay
+    /// (WebSocket: a `reconnect` frame, then close 4001; held polls: 503 with the same frame),
+    /// waits up to `drain` for them to go, closes what remains. Idempotent.
+    void stop(std::chrono::milliseconds drain) {
+        if (!started_ || stopped_.exchange(true)) return;
+        ctx_.draining = true;
+        asio::post(acceptor_->get_executor(), [this] {
+            std::error_code ignored;
+            acceptor_->close(ignored);
+        });
+        for (auto& c : live_connections()) {
+            auto after = ctx_.jitter();
+            asio::post(c->get_executor(), [c, after] { c->drain(after); });
+        }
+        const auto deadline = std::chrono::steady_clock::now() + drain;
+        while (std::chrono::steady_clock::now() < deadline && connection_count() > 0)
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        for (auto& c : live_connections()) asio::post(c->get_executor(), [c] { c->close(); });
+        asio::post(ioc_, [this] { if (tick_timer_) tick_timer_->cancel(); });
+        if (own_ioc_) {
+            const auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+            while (std::chrono::steady_clock::now() < hard && connection_count() > 0)
+                std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            work_.reset();
+            ioc_.stop();
+            for (auto& t : threads_) t.join();
+            threads_.clear();
+        }
+    }
+    void stop() { stop(opts_.drain_timeout); }
+
+    /// The port listened on (useful with port 0).
+    std::uint16_t port() const noexcept { return port_; }
+    herald::hub& hub() noexcept { return hub_; }
+    asio::io_context& io_context() noexcept { return ioc_; }
+    std::size_t connection_count() const {
+        std::lock_guard<std::mutex> lock(conn_mu_);
+        return connections_.size();
+    }
+
+    /// Publishes to a channel; see hub::publish. Safe from any thread.
+    position publish(std::string_view channel, std::string_view data, std::error_code& ec) {
+        return hub_.publish(channel, data, ec);
+    }
+    position publish(std::string_view channel, std::string_view data) { return hub_.publish(channel, data); }
+
+private:
+    template <std::size_t... I>
+    void make_transports(std::index_sequence<I...>) {
+        (make_transport<I>(), ...);
+    }
+    template <std::size_t I>
+    void make_transport() {
+        using T = std::tuple_element_t<I, std::tuple<Transports...>>;
+        auto& o = std::get<typename T::options>(transport_options_);
+        if (!o.enabled) return;
+        std::get<I>(transports_) = std::make_unique<T>(ctx_, o);
+        ctx_.transports.emplace_back(T::name);
+    }
+
+    void accept() {
+        asio::any_io_executor ex = wakes_ ? asio::any_io_executor(ioc_.get_executor()) : asio::any_io_executor(asio::make_strand(ioc_));
+        acceptor_->async_accept(ex, [this](std::error_code ec, asio::ip::tcp::socket socket) {
+            if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
+            if (!ec) {
+                net::detail::connection_owner& owner = *this;
+                auto c = std::make_shared<net::detail::tcp_connection>(std::move(socket), owner, limits_, wakes_.get());
+                {
+                    std::lock_guard<std::mutex> lock(conn_mu_);
+                    connections_.emplace(c.get(), c);
+                }
+                asio::post(c->get_executor(), [c] { c->start(); });
+            } else if (ec == asio::error::no_descriptors) {
+                // Out of file descriptors: pause accepting rather than spin.
+                auto t = std::make_shared<asio::steady_timer>(ioc_, std::chrono::milliseconds(100));
+                t->async_wait([this, t](std::error_code) { accept(); });
+                return;
+            }
+            accept();
+        });
+    }
+
+    void schedule_tick() {
+        tick_timer_->expires_after(std::chrono::seconds(1));
+        tick_timer_->async_wait([this](std::error_code ec) {
+            if (ec || stopped_) return;
+            const auto now = net::clock::now();
+            for (auto& c : live_connections()) asio::post(c->get_executor(), [c, now] { c->tick(now); });
+            hub_.sweep();
+            schedule_tick();
+        });
+    }
+
+    std::vector<std::shared_ptr<net::detail::tcp_connection>> live_connections() {
+        std::vector<std::shared_ptr<net::detail::tcp_connection>> out;
+        std::lock_guard<std::mutex> lock(conn_mu_);
+        out.reserve(connections_.size());
+        for (auto& [p, w] : connections_)
+            if (auto c = w.lock()) out.push_back(std::move(c));
+        return out;
+    }
+
+    // connection_owner
+    void forget(net::detail::tcp_connection* c) noexcept override {
+        std::lock_guard<std::mutex> lock(conn_mu_);
+        connections_.erase(c);
+    }
+
+    void route(const std::shared_ptr<net::detail::tcp_connection>& c, http_request&& r) override {
+        const std::string_view path = r.path();
+        if (path == "/herald/info") return c->respond(r, http_response::json(200, info().dump()));
+        if (path == "/herald/client.js") {
+            http_response res;
+            res.content_type = "text/javascript; charset=utf-8";
+            res.body = std::string(detail::client_js);
+            return c->respond(r, std::move(res));
+        }
+        if (path == "/herald/diagnose") return detail::serve_diagnose(c, r, diagnose(r));
+        bool taken = false;
+        std::apply([&](auto&... t) { ((taken = taken || (t && t->serve(c, r))), ...); }, transports_);
+        if (taken) return;
+        auto h = handlers_.find(std::string(path));
+        if (h == handlers_.end()) h = handlers_.find("*");
+        if (h != handlers_.end()) {
+            http_response res;
+            try {
+                res = h->second(r);
+            } catch (const std::exception& e) {
+                res = http_response::error(500, "internal_error", e.what());
+            }
+            return c->respond(r, std::move(res));
+        }
+        c->respond(r, http_response::error(404, "not_found", "no such path on this herald server"));
+    }
+
+    nlohmann::json info() const {
+        return {{"protocol", std::string(protocol::name)},
+                {"version", HERALD_VERSION_STRING},
+                {"transports", ctx_.transports},
+                {"heartbeat", opts_.heartbeat.count()},
+                {"server", ctx_.server_id},
+                {"backplane", std::string(hub_.backplane_name())}};
+    }
+
+    // What this server sees of a request: which headers survived the proxies on the way.
+    nlohmann::json diagnose(const http_request& r) const {
+        nlohmann::json headers = nlohmann::json::object();
+        for (const auto& [k, v] : r.headers) headers[k] = v;
+        const auto st = hub_.stats();
+        return {{"server", info()},
+                {"request", {{"method", r.method}, {"target", r.target}, {"version", r.version}, {"remote", r.remote},
+                             {"headers", headers}}},
+                {"stats", {{"connections", connection_count()}, {"sessions", st.sessions}, {"channels", st.channels},
+                           {"published", st.published}, {"deliveries", st.deliveries},
+                           {"slow_consumers", st.slow_consumers}}},
+                {"draining", ctx_.draining.load()}};
+    }
+
+    server_options opts_;
+    net::detail::connection_limits limits_{opts_.max_request_bytes};
+    std::unique_ptr<asio::io_context> own_ioc_;
+    asio::io_context& ioc_;
+    herald::hub hub_;
+    net::transport_context ctx_;
+    std::tuple<typename Transports::options...> transport_options_;
+    std::tuple<std::unique_ptr<Transports>...> transports_;
+    std::map<std::string, http_handler, std::less<>> handlers_;
+
+    std::unique_ptr<net::detail::wake_batch> wakes_;
+    std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
+    std::unique_ptr<asio::steady_timer> tick_timer_;
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+    std::vector<std::thread> threads_;
+    std::uint16_t port_ = 0;
+    bool started_ = false;
+    std::atomic<bool> stopped_{false};
+
+    mutable std::mutex conn_mu_;
+    std::unordered_map<net::detail::tcp_connection*, std::weak_ptr<net::detail::tcp_connection>> connections_;
+};
+
+} // namespace herald
