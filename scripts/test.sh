@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every herald test: installs what is missing, builds, runs the suite, then runs it
-# again under ThreadSanitizer and under AddressSanitizer + UndefinedBehaviorSanitizer.
+# again under ThreadSanitizer and under AddressSanitizer + UndefinedBehaviorSanitizer, then
+# the libFuzzer targets for a bounded time each (fuzz/README.md).
 #   scripts/test.sh            everything
-#   scripts/test.sh --quick    the normal build only (no sanitizer builds)
+#   scripts/test.sh --quick    the normal build only (no sanitizer builds, no fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -12,13 +13,15 @@ scripts/setup.sh --browser
 jobs=$(nproc)
 
 passed=0; failed=0
+# suite_target=T run_suite ...: build only target T (and what it depends on) instead of all.
 run_suite() {  # name, build dir, ctest filter, cmake args...
   local name=$1 dir=$2 filter=$3; shift 3
+  local target=${suite_target:-}
   echo "=== $name: configure + build ($dir)"
   mkdir -p "$dir"
   cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" > "$dir/configure.log" 2>&1 \
     || { cat "$dir/configure.log"; return 1; }
-  if ! cmake --build "$dir" -j "$jobs" > "$dir/build.log" 2>&1; then
+  if ! cmake --build "$dir" -j "$jobs" ${target:+--target "$target"} > "$dir/build.log" 2>&1; then
     grep -E "error|\*\*\*" "$dir/build.log" | head -60
     echo "build failed: $name (full log: $dir/build.log)"
     failed=$((failed + 1))
@@ -47,6 +50,9 @@ if [[ $quick == 0 ]]; then
   HERALD_STRESS_SCALE=10 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     run_suite "address + undefined sanitizers" "$root/build-asan" "^(core|protocol|cluster)" "${san_common[@]}" \
       "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -g -O1"
+  # The fuzzers need Clang; only they are built (target herald-fuzzers), each fuzzes 20 s.
+  CXX=clang++-14 suite_target=herald-fuzzers \
+    run_suite "fuzz" "$root/build-fuzz" "^fuzz" "${san_common[@]}" -DHERALD_BUILD_TESTS=ON -DHERALD_BUILD_FUZZERS=ON
 fi
 
 echo

@@ -5,9 +5,11 @@
 #include <herald/channel.hpp>
 #include <herald/error.hpp>
 #include <herald/frame.hpp>
+#include <herald/detail/json_check.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -189,21 +191,85 @@ inline frame_ptr make_reconnect(std::chrono::milliseconds after, std::string_vie
     return f;
 }
 
+/// Deepest nesting of a client frame (a WebSocket message, a long-poll body): its own object,
+/// then a payload nested up to herald::detail::max_json_depth. Checked on the bytes before
+/// anything is parsed (error::malformed_frame past it).
+inline constexpr std::size_t max_frame_depth = herald::detail::max_json_depth + 1;
+
+/// A cursor as clients send it, `{"epoch": string, "offset": unsigned}` (other members
+/// ignored). @returns nullopt for anything else, null included: callers that allow null
+/// test it first.
+inline std::optional<position> parse_cursor(const nlohmann::json& j) {
+    if (!j.is_object()) return std::nullopt;
+    auto ep = j.find("epoch");
+    auto off = j.find("offset");
+    // is_number_unsigned: the offset is within std::uint64_t (nlohmann keeps larger
+    // integers as doubles, which fail here).
+    if (ep == j.end() || !ep->is_string() || off == j.end() || !off->is_number_unsigned()) return std::nullopt;
+    return position{ep->get<std::string>(), off->get<std::uint64_t>()};
+}
+
+namespace detail {
+// The bytes of the value of the top-level member `key` of the JSON object `text` (the last
+// one when the key repeats, the one nlohmann keeps), or nullopt. Meant for an object that
+// nlohmann parsed already; anything else gives nullopt. Iterative: no recursion on nesting.
+inline std::optional<std::string_view> member_bytes(std::string_view text, std::string_view key) {
+    namespace jc = herald::detail::json_check;
+    const char* p = text.data();
+    const char* const end = p + text.size();
+    auto skip_ws = [&] { while (p != end && jc::is_ws(*p)) ++p; };
+    if (text.substr(0, 3) == "\xEF\xBB\xBF") p += 3;  // nlohmann skips a byte-order mark
+    skip_ws();
+    if (p == end || *p != '{') return std::nullopt;
+    ++p;
+    skip_ws();
+    std::optional<std::string_view> found;
+    if (p != end && *p == '}') return found;
+    for (;;) {
+        skip_ws();
+        const char* k = p;
+        if (p == end || *p != '"' || !jc::scan_string(p, end)) return std::nullopt;
+        const std::string_view quoted(k, static_cast<std::size_t>(p - k));
+        bool match = quoted.substr(1, quoted.size() - 2) == key;
+        if (!match && quoted.find('\\') != std::string_view::npos) {  // an escaped key: decode it
+            const nlohmann::json decoded = nlohmann::json::parse(quoted, nullptr, false);
+            match = decoded.is_string() && decoded.get_ref<const std::string&>() == key;
+        }
+        skip_ws();
+        if (p == end || *p != ':') return std::nullopt;
+        ++p;
+        skip_ws();
+        const char* v = p;
+        if (!jc::scan_value(p, end)) return std::nullopt;
+        if (match) found = std::string_view(v, static_cast<std::size_t>(p - v));
+        skip_ws();
+        if (p == end) return std::nullopt;
+        if (*p == '}') return found;
+        if (*p != ',') return std::nullopt;
+        ++p;
+    }
+}
+} // namespace detail
+
 /// A request from a client, parsed.
 struct request {
     enum class kind { subscribe, unsubscribe, publish, pong } type = kind::pong;
     std::string channel;
     std::optional<position> since; ///< subscribe: resume after this position
-    std::string data;              ///< publish: the JSON value, re-serialized compactly
+    std::string data;              ///< publish: the JSON value, its bytes as the client sent them
     std::uint64_t id = 0;          ///< optional request id, echoed in the answer
 };
 
-/// Parses one client text frame. On failure `ec` is malformed_frame, unknown_frame_type or
-/// invalid_channel, and `id` (when the frame carried a readable one) is left in the result
-/// so that the error frame can name the request.
+/// Parses one client text frame. On failure `ec` is malformed_frame (nesting deeper than
+/// max_frame_depth included), unknown_frame_type or invalid_channel, and `id` (when the
+/// frame carried a readable one) is left in the result so that the error frame can name
+/// the request.
 inline request parse_request(std::string_view text, std::error_code& ec) {
     ec.clear();
     request r;
+    // Before nlohmann builds anything: a deep value would make its recursive dump() (an
+    // error message, a log line) overflow the stack.
+    if (!herald::detail::json_depth_within(text, max_frame_depth)) { ec = error::malformed_frame; return r; }
     nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) { ec = error::malformed_frame; return r; }
     if (auto it = j.find("id"); it != j.end()) {
@@ -226,21 +292,67 @@ inline request parse_request(std::string_view text, std::error_code& ec) {
 
     if (r.type == request::kind::subscribe) {
         if (auto s = j.find("since"); s != j.end() && !s->is_null()) {
-            if (!s->is_object()) { ec = error::malformed_frame; return r; }
-            auto ep = s->find("epoch");
-            auto off = s->find("offset");
-            if (ep == s->end() || !ep->is_string() || off == s->end() || !off->is_number_unsigned()) {
-                ec = error::malformed_frame;
-                return r;
-            }
-            r.since = position{ep->get<std::string>(), off->get<std::uint64_t>()};
+            r.since = parse_cursor(*s);
+            if (!r.since) { ec = error::malformed_frame; return r; }
         }
     } else if (r.type == request::kind::publish) {
-        auto d = j.find("data");
-        if (d == j.end()) { ec = error::malformed_frame; return r; }
-        r.data = d->dump();
+        // The value's bytes, not nlohmann's re-serialization of it: no recursive dump() of
+        // client data (the hub checks the payload, as for a server-side publish), and the
+        // payload reaches subscribers as the publisher wrote it.
+        if (j.find("data") == j.end()) { ec = error::malformed_frame; return r; }
+        std::optional<std::string_view> d = detail::member_bytes(text, "data");
+        if (!d) { ec = error::malformed_frame; return r; }
+        r.data = std::string(*d);
     }
     return r;
+}
+
+/// One channel of a long poll: its name, and the cursor to resume after (none: from now).
+struct poll_channel {
+    std::string name;                ///< as sent: the hub validates it at subscribe
+    std::optional<position> since;
+    std::error_code error;           ///< malformed_frame: the cursor is neither {epoch, offset} nor null
+};
+
+/// A long-poll body, parsed: `{"channels": {"<name>": cursor or null, ...}, "timeout": ms}`.
+struct poll_request {
+    std::vector<poll_channel> channels;               ///< in name order (as nlohmann keeps them)
+    std::optional<std::chrono::milliseconds> timeout;  ///< when sent: clamped to [0, max_timeout]
+    std::string_view problem;                          ///< on failure: what is wrong, for the answer
+};
+
+/// Parses a long-poll body (docs/protocol.md). A `timeout` above `max_timeout` (the
+/// transport's longest hold) is clamped to it before any conversion, so that no value can
+/// overflow into a poll held forever. On failure `ec` is malformed_frame and `problem` says
+/// why; a bad cursor fails only its channel (poll_channel::error).
+inline poll_request parse_poll(std::string_view body, std::error_code& ec,
+                               std::chrono::milliseconds max_timeout = std::chrono::hours(24)) {
+    ec.clear();
+    poll_request p;
+    auto fail = [&](std::string_view why) {
+        ec = error::malformed_frame;
+        p.problem = why;
+        p.channels.clear();
+        return std::move(p);
+    };
+    if (!herald::detail::json_depth_within(body, max_frame_depth)) return fail("the body nests too deep");
+    const nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return fail("the body must be a JSON object");
+    auto channels = j.find("channels");
+    if (channels == j.end() || !channels->is_object()) return fail("`channels` must be an object");
+    if (auto t = j.find("timeout"); t != j.end()) {
+        if (!t->is_number_unsigned()) return fail("`timeout` must be a number of milliseconds");
+        const auto limit = static_cast<std::uint64_t>(std::max<std::chrono::milliseconds::rep>(max_timeout.count(), 0));
+        p.timeout = std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(
+            std::min(t->get<std::uint64_t>(), limit)));
+    }
+    p.channels.reserve(channels->size());
+    for (const auto& [name, cursor] : channels->items()) {
+        poll_channel c{name, std::nullopt, {}};
+        if (!cursor.is_null() && !(c.since = parse_cursor(cursor))) c.error = error::malformed_frame;
+        p.channels.push_back(std::move(c));
+    }
+    return p;
 }
 
 } // namespace protocol

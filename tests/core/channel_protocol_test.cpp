@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <vector>
 
 using namespace std::chrono_literals;
 using json = nlohmann::json;
@@ -80,9 +81,14 @@ TEST_CASE("protocol: client requests parse, and each bad one gets its error") {
     CHECK(*r.since == herald::position{"e", 7});
     CHECK(r.id == 3);
 
-    r = herald::protocol::parse_request(R"({"type":"publish","channel":"p","data":{"a" : 1}})", ec);
+    // The payload is the bytes the client sent (the hub checks them as any payload), the last
+    // one when `data` repeats, as nlohmann keeps it; an escaped key is the same key.
+    r = herald::protocol::parse_request(R"({"type":"publish","channel":"p","data":{"a" : [1, "}"]} })", ec);
     REQUIRE_FALSE(ec);
-    CHECK(r.data == R"({"a":1})");
+    CHECK(r.data == R"({"a" : [1, "}"]})");
+    r = herald::protocol::parse_request(R"({"data":1,"type":"publish","channel":"p","d\u0061ta":"x\"y"})", ec);
+    REQUIRE_FALSE(ec);
+    CHECK(r.data == R"("x\"y")");
 
     struct bad_case { const char* text; herald::error expected; };
     for (auto [text, expected] : {
@@ -169,4 +175,123 @@ TEST_CASE("authorizer: rules match by segment, {principal} only for that princip
     });
     CHECK(by_cookie.authenticate(r)->id == "alice");
     CHECK_FALSE(by_cookie.authenticate(herald::request_info{}));
+}
+
+namespace {
+std::string nested(std::size_t depth, std::string_view inner = "1") {
+    return std::string(depth, '[') + std::string(inner) + std::string(depth, ']');
+}
+std::string publish_frame(const std::string& data) {
+    return R"({"type":"publish","channel":"p","data":)" + data + "}";
+}
+} // namespace
+
+TEST_CASE("nesting depth: an 80k-deep client frame is malformed_frame, a payload invalid_payload, no crash") {
+    const std::size_t deep = 80000;
+    std::error_code ec;
+    herald::protocol::parse_request(nested(deep), ec);
+    CHECK(ec == herald::error::malformed_frame);
+    herald::protocol::parse_request(publish_frame(nested(deep)), ec);
+    CHECK(ec == herald::error::malformed_frame);
+    // Brackets inside strings are not nesting; escaped quotes do not end a string.
+    herald::protocol::parse_request(publish_frame("\"" + std::string(deep, '[') + "\\\"\""), ec);
+    CHECK_FALSE(ec);
+    herald::protocol::parse_request(publish_frame("[\"\\\\\"" + std::string(deep, '[') + "]"), ec);
+    CHECK(ec == herald::error::malformed_frame);
+
+    // Through the hub, as a transport applies it: an error frame, the session goes on.
+    herald::hub_options opts;
+    opts.max_payload_bytes = 1 << 20;
+    herald::hub hub(opts);
+    auto s = hub.open_session({}, [] {});
+    CHECK(hub.handle(s, publish_frame(nested(deep))) == herald::error::malformed_frame);
+    CHECK(hub.handle(s, nested(deep, "{\"type\":\"pong\"}")) == herald::error::malformed_frame);
+    std::vector<herald::frame_ptr> frames;
+    s->take(frames);
+    REQUIRE(frames.size() == 2);
+    CHECK(frames[0]->code == herald::error::malformed_frame);
+
+    hub.publish("p", nested(deep), ec);
+    CHECK(ec == herald::error::invalid_payload);
+    hub.publish("p", std::string(deep, '{'), ec);
+    CHECK(ec == herald::error::invalid_payload);
+    CHECK_FALSE(herald::detail::is_json_value(nested(deep)));
+}
+
+TEST_CASE("nesting depth: exactly max_json_depth is accepted, one more is not") {
+    constexpr std::size_t limit = herald::detail::max_json_depth;
+    CHECK(herald::detail::is_json_value(nested(limit)));
+    CHECK(herald::detail::is_json_value(nested(limit - 1, "[]")));
+    CHECK(herald::detail::is_json_value(nested(limit - 1, "{}")));
+    CHECK_FALSE(herald::detail::is_json_value(nested(limit + 1)));
+    CHECK_FALSE(herald::detail::is_json_value(nested(limit, "[]")));
+    CHECK_FALSE(herald::detail::is_json_value(nested(limit, "{}")));
+    std::string objects;
+    for (std::size_t i = 0; i < limit; ++i) objects += "{\"k\":";
+    CHECK(herald::detail::is_json_value(objects + "1" + std::string(limit, '}')));
+    CHECK_FALSE(herald::detail::is_json_value(objects + "[1]" + std::string(limit, '}')));
+
+    herald::hub hub;
+    std::error_code ec;
+    hub.publish("p", nested(limit), ec);
+    CHECK_FALSE(ec);
+    hub.publish("p", nested(limit + 1), ec);
+    CHECK(ec == herald::error::invalid_payload);
+
+    // A client frame may carry a payload as deep as the server may publish.
+    auto r = herald::protocol::parse_request(publish_frame(nested(limit)), ec);
+    REQUIRE_FALSE(ec);
+    CHECK(r.data == nested(limit));
+    herald::protocol::parse_request(publish_frame(nested(limit + 1)), ec);
+    CHECK(ec == herald::error::malformed_frame);
+    auto s = hub.open_session({}, [] {});
+    CHECK(hub.handle(s, publish_frame(nested(limit))) == std::error_code{});
+    std::vector<herald::frame_ptr> frames;
+    s->take(frames);
+    REQUIRE(frames.size() == 1);
+    CHECK(frames[0]->type == herald::frame_type::published);
+}
+
+TEST_CASE("long-poll body: channels with cursors, per-channel errors, the timeout clamped") {
+    std::error_code ec;
+    auto p = herald::protocol::parse_poll(
+        R"({"channels":{"b":{"epoch":"e","offset":3},"a":null,"c":{"epoch":"e"},"d":[1]},"timeout":1500})", ec,
+        25000ms);
+    REQUIRE_FALSE(ec);
+    REQUIRE(p.channels.size() == 4);
+    CHECK(p.channels[0].name == "a");
+    CHECK_FALSE(p.channels[0].since);
+    CHECK_FALSE(p.channels[0].error);
+    CHECK(p.channels[1].name == "b");
+    REQUIRE(p.channels[1].since);
+    CHECK(*p.channels[1].since == herald::position{"e", 3});
+    CHECK(p.channels[2].error == herald::error::malformed_frame);
+    CHECK(p.channels[3].error == herald::error::malformed_frame);
+    REQUIRE(p.timeout);
+    CHECK(*p.timeout == 1500ms);
+
+    // A timeout past the longest hold, even past what std::chrono::milliseconds holds, is the
+    // longest hold: it must not wrap into a negative or endless hold.
+    p = herald::protocol::parse_poll(R"({"channels":{},"timeout":18230571291595767808})", ec, 25000ms);
+    REQUIRE_FALSE(ec);
+    REQUIRE(p.timeout);
+    CHECK(*p.timeout == 25000ms);
+    p = herald::protocol::parse_poll(R"({"channels":{},"timeout":18446744073709551615})", ec);
+    REQUIRE_FALSE(ec);
+    REQUIRE(p.timeout);
+    CHECK(*p.timeout == std::chrono::hours(24));
+    p = herald::protocol::parse_poll(R"({"channels":{}})", ec);
+    REQUIRE_FALSE(ec);
+    CHECK_FALSE(p.timeout);
+
+    for (const char* bad : {"", "[]", R"({"channels":[]})", R"({"timeout":5})", R"({"channels":{},"timeout":-1})",
+                            R"({"channels":{},"timeout":1.5})", R"({"channels":{},"timeout":18446744073709551616})",
+                            R"({"channels":{},"timeout":"5"})"}) {
+        INFO(bad);
+        p = herald::protocol::parse_poll(bad, ec);
+        CHECK(ec == herald::error::malformed_frame);
+        CHECK_FALSE(p.problem.empty());
+    }
+    p = herald::protocol::parse_poll(R"({"channels":{"a":)" + nested(80000) + "}}", ec);
+    CHECK(ec == herald::error::malformed_frame);
 }

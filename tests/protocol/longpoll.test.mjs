@@ -106,6 +106,21 @@ test('publish over HTTP: published with the position, or forbidden', async () =>
   assert.equal(denied.status, 403);
   const invalid = await fetch(`${server.url}/herald/publish`, { method: 'POST', body: JSON.stringify({ channel: 'public.chat' }) });
   assert.equal(invalid.status, 400);
+  for (const body of ['{}', ' { } ']) {
+    const empty = await fetch(`${server.url}/herald/publish`, { method: 'POST', body });
+    assert.equal(empty.status, 400);
+    assert.equal((await empty.json()).frames[0].code, 'malformed_frame');
+  }
+  // Nested past the limit (64 levels in the payload): refused before anything is built.
+  const deep = await fetch(`${server.url}/herald/publish`, {
+    method: 'POST', body: `{"channel":"public.chat","data":${'['.repeat(2000)}${']'.repeat(2000)}}`,
+  });
+  assert.equal(deep.status, 400);
+  assert.equal((await deep.json()).frames[0].code, 'malformed_frame');
+  const atLimit = await fetch(`${server.url}/herald/publish`, {
+    method: 'POST', body: ` {"channel":"public.chat" , "data":${'['.repeat(64)}${']'.repeat(64)}}`,
+  });
+  assert.equal(atLimit.status, 200);
 });
 
 test('the flags: with WebSocket off, info lists only long-poll and polls still work', async () => {

@@ -144,6 +144,8 @@ test('malformed JSON, unknown type, invalid channel, bad since: an error frame e
     ['{"type":"subscribe","channel":"public.x","since":{"epoch":1}}', 'malformed_frame'],
     ['{"type":"unsubscribe","channel":"public.never"}', 'not_subscribed'],
     ['{"type":"publish","channel":"public.locked","data":1}', 'forbidden'],
+    // Nested past the limit: refused before anything is built (it used to overflow the stack).
+    [`{"type":"publish","channel":"public.locked","data":${'['.repeat(2000)}${']'.repeat(2000)}}`, 'malformed_frame'],
   ];
   for (const [text] of cases) c.send(text);
   await c.frame(() => c.frames.filter((f) => f.type === 'error').length >= cases.length ? true : null);

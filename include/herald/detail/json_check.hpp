@@ -8,13 +8,23 @@
 
 namespace herald::detail {
 
+/// Deepest nesting of arrays and objects herald accepts in client input: a publish payload
+/// (error::invalid_payload past it) and a whole client frame (error::malformed_frame). A
+/// value at the top level is at depth 0, `[1]` has depth 1, `[[1]]` depth 2. The limit is
+/// checked on the bytes, before nlohmann builds anything: its dump() recurses once per
+/// level, and an 80,000-deep array in a client frame used to overflow the server's stack.
+/// No real payload nests this deep. A client frame may nest one level more than its
+/// payload (the frame's own object), so that a client can publish what the server can.
+inline constexpr std::size_t max_json_depth = 64;
+
 // Why not nlohmann::json::accept: it runs the full lexer (a token buffer, a number
 // conversion per number) and was the largest single cost of a publish with few subscribers.
-// This is one pass over the bytes with no allocation below 16 levels of nesting. It accepts
-// what nlohmann::json::accept accepts (tests/core/json_check_test.cpp compares them on
-// hand-picked and random inputs), except two inputs that are not JSON and would make the
-// frames that embed them unreadable to a browser's JSON.parse: a leading byte-order mark
-// and anything after a NUL byte, both of which nlohmann accepts.
+// This is one pass over the bytes with no allocation. It accepts what nlohmann::json::accept
+// accepts (tests/core/internals_test.cpp compares them on hand-picked and random inputs,
+// fuzz/json_check.cpp on fuzzed ones), except three inputs: nesting deeper than
+// max_json_depth, and two that are not JSON and would make the frames that embed them
+// unreadable to a browser's JSON.parse: a leading byte-order mark and anything after a NUL
+// byte, both of which nlohmann accepts.
 
 namespace json_check {
 
@@ -170,14 +180,11 @@ inline bool scan_literal(const char*& p, const char* end, std::string_view word)
     return true;
 }
 
-} // namespace json_check
-
-/// True when `text` is exactly one JSON value (RFC 8259), with optional whitespace around it.
-inline bool is_json_value(std::string_view text) {
-    using namespace json_check;
-    const char* p = text.data();
-    const char* const end = p + text.size();
-    std::string open;  // the containers we are in: '[' or '{' (no allocation up to 15 deep)
+// One value, p at its first character (whitespace before it skipped); on success p is past
+// it. Fails on nesting deeper than max_json_depth.
+inline bool scan_value(const char*& p, const char* end) {
+    char open[max_json_depth];  // the containers we are in: '[' or '{'
+    std::size_t depth = 0;
     auto skip_ws = [&] { while (p != end && is_ws(*p)) ++p; };
     // After '{' or ',' in an object: a key and its colon.
     auto key = [&] {
@@ -195,18 +202,16 @@ inline bool is_json_value(std::string_view text) {
         if (p == end) return false;
         switch (*p) {
         case '{':
+        case '[': {
+            const char c = *p;
+            if (depth == max_json_depth) return false;  // this one would be one level too deep
             ++p;
             skip_ws();
-            if (p != end && *p == '}') { ++p; break; }
-            open.push_back('{');
-            if (!key()) return false;
+            if (p != end && *p == (c == '{' ? '}' : ']')) { ++p; break; }
+            open[depth++] = c;
+            if (c == '{' && !key()) return false;
             continue;
-        case '[':
-            ++p;
-            skip_ws();
-            if (p != end && *p == ']') { ++p; break; }
-            open.push_back('[');
-            continue;
+        }
         case '"':
             if (!scan_string(p, end)) return false;
             break;
@@ -220,17 +225,52 @@ inline bool is_json_value(std::string_view text) {
         }
         // After a value: close what ends here, then a comma leads to the next value.
         for (;;) {
+            if (depth == 0) return true;
             skip_ws();
-            if (open.empty()) return p == end;
             if (p == end) return false;
-            const char close = open.back() == '{' ? '}' : ']';
-            if (*p == close) { ++p; open.pop_back(); continue; }
+            const char close = open[depth - 1] == '{' ? '}' : ']';
+            if (*p == close) { ++p; --depth; continue; }
             if (*p != ',') return false;
             ++p;
-            if (open.back() == '{' && !key()) return false;
+            if (open[depth - 1] == '{' && !key()) return false;
             break;
         }
     }
+}
+
+} // namespace json_check
+
+/// True when `text` is exactly one JSON value (RFC 8259), with optional whitespace around it,
+/// nested at most max_json_depth deep.
+inline bool is_json_value(std::string_view text) {
+    using namespace json_check;
+    const char* p = text.data();
+    const char* const end = p + text.size();
+    if (!scan_value(p, end)) return false;
+    while (p != end && is_ws(*p)) ++p;
+    return p == end;
+}
+
+/// Whether the arrays and objects of `text` nest at most `max_depth` deep, looking only at
+/// brackets outside strings: a cheap check to run on untrusted text before a JSON parser
+/// builds it. It says nothing of validity (an unbalanced `]` is left to the parser).
+inline bool json_depth_within(std::string_view text, std::size_t max_depth = max_json_depth) noexcept {
+    std::size_t depth = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            if (c == '\\') ++i;  // the escaped character cannot end the string
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max_depth) return false;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return true;
 }
 
 } // namespace herald::detail

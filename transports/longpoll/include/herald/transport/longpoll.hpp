@@ -10,6 +10,7 @@
 #include <herald/hub.hpp>
 #include <herald/protocol.hpp>
 #include <herald/net/transport.hpp>
+#include <herald/detail/json_check.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -106,14 +107,20 @@ private:
             });
     }
 
-    // `POST /herald/publish` bodies are publish frames whose `type` may be left out.
+    // `POST /herald/publish` bodies are publish frames whose `type` may be left out. The type
+    // goes in as text after the opening brace: the rest (the payload) keeps its bytes, and no
+    // recursive dump() runs on client data (a body nested too deep is left to parse_request).
     static std::string inject_type(const std::string& body, std::string_view type) {
-        nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
-        if (j.is_object() && !j.contains("type")) {
-            j["type"] = type;
-            return j.dump();
-        }
-        return body;
+        if (!herald::detail::json_depth_within(body, protocol::max_frame_depth)) return body;
+        const nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+        if (!j.is_object() || j.contains("type")) return body;
+        const std::size_t brace = body.find('{') + 1;  // an object: its first '{' opens it
+        std::string out = body.substr(0, brace);
+        out += "\"type\":";
+        out += nlohmann::json(std::string(type)).dump();
+        if (!j.empty()) out += ',';
+        out.append(body, brace, std::string::npos);
+        return out;
     }
 
     void poll(const net::connection_ptr& c, const http_request& r, principal who);
@@ -207,17 +214,12 @@ private:
 };
 
 inline void longpoll::poll(const net::connection_ptr& c, const http_request& r, principal who) {
-    nlohmann::json body = nlohmann::json::parse(r.body, nullptr, false);
-    if (body.is_discarded() || !body.is_object()) return c->respond(r, bad_request("the body must be a JSON object"));
-    auto channels = body.find("channels");
-    if (channels == body.end() || !channels->is_object()) return c->respond(r, bad_request("`channels` must be an object"));
-    if (channels->size() > opts_.max_channels_per_poll)
+    std::error_code ec;
+    protocol::poll_request req = protocol::parse_poll(r.body, ec, opts_.max_hold);
+    if (ec) return c->respond(r, bad_request(req.problem));
+    if (req.channels.size() > opts_.max_channels_per_poll)
         return c->respond(r, bad_request("too many channels in one poll"));
-    auto hold = opts_.max_hold;
-    if (auto t = body.find("timeout"); t != body.end()) {
-        if (!t->is_number_unsigned()) return c->respond(r, bad_request("`timeout` must be a number of milliseconds"));
-        hold = std::min(hold, std::chrono::milliseconds(t->get<std::uint64_t>()));
-    }
+    const auto hold = req.timeout.value_or(opts_.max_hold);  // parse_poll clamped it to max_hold
     if (held() >= opts_.max_held_polls) {
         http_response res = http_response::error(429, error::timed_out, "too many held polls");
         res.headers.emplace_back("Retry-After", "2");
@@ -227,19 +229,13 @@ inline void longpoll::poll(const net::connection_ptr& c, const http_request& r, 
     session_ptr s = ctx_.hub.open_session(std::move(who), c->waker());
     std::vector<frame_ptr> errors;
     std::set<std::string> resumed;
-    for (auto& [channel, cursor] : channels->items()) {
-        std::optional<position> since;
-        if (!cursor.is_null()) {
-            auto ep = cursor.find("epoch");
-            auto off = cursor.find("offset");
-            if (!cursor.is_object() || ep == cursor.end() || !ep->is_string() || off == cursor.end() || !off->is_number_unsigned()) {
-                errors.push_back(protocol::make_error(error::malformed_frame, channel, 0, "cursor must be {epoch, offset} or null"));
-                continue;
-            }
-            since = position{ep->get<std::string>(), off->get<std::uint64_t>()};
-            resumed.insert(channel);
+    for (protocol::poll_channel& ch : req.channels) {
+        if (ch.error) {
+            errors.push_back(protocol::make_error(ch.error, ch.name, 0, "cursor must be {epoch, offset} or null"));
+            continue;
         }
-        if (std::error_code ec = ctx_.hub.subscribe(s, channel, since)) errors.push_back(protocol::make_error(ec, channel));
+        if (ch.since) resumed.insert(ch.name);
+        if (std::error_code e = ctx_.hub.subscribe(s, ch.name, std::move(ch.since))) errors.push_back(protocol::make_error(e, ch.name));
     }
     auto h = std::make_shared<held_poll>(*this, c, r, std::move(s), std::move(resumed),
                                          net::clock::now() + hold);
