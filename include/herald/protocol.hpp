@@ -189,6 +189,48 @@ inline frame_ptr make_reconnect(std::chrono::milliseconds after, std::string_vie
     return f;
 }
 
+// ---- long-poll answers and cursors (shared by the transports) ------------------------------
+
+/// The body of every long-poll and `/herald/publish` answer, refusals included:
+/// `{"frames":[…]}`, the frames' texts as they were encoded (not copied into JSON values).
+inline std::string encode_poll_answer(const std::vector<frame_ptr>& frames) {
+    std::size_t n = 12;
+    for (const frame_ptr& f : frames) n += f->text.size() + 1;
+    std::string body;
+    body.reserve(n);
+    body += "{\"frames\":[";
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+        if (i) body += ',';
+        body += frames[i]->text;
+    }
+    body += "]}";
+    return body;
+}
+
+/// The `Retry-After` value (whole seconds) for a client told to come back after `after`:
+/// rounded up past it, so that no client comes back early.
+inline std::string retry_after(std::chrono::milliseconds after) {
+    return std::to_string(after.count() / 1000 + 1);
+}
+
+/// A cursor as clients send it: `{"epoch": string, "offset": unsigned}` (other members
+/// ignored), or null for none. @returns the position; nullopt for null (no cursor: `ec`
+/// clear) and for anything else (`ec` = malformed_frame).
+inline std::optional<position> parse_cursor(const nlohmann::json& j, std::error_code& ec) {
+    ec.clear();
+    if (j.is_null()) return std::nullopt;
+    auto ep = j.is_object() ? j.find("epoch") : j.end();
+    auto off = j.is_object() ? j.find("offset") : j.end();
+    // is_number_unsigned: within std::uint64_t (nlohmann keeps larger integers as doubles).
+    if (ep == j.end() || !ep->is_string() || off == j.end() || !off->is_number_unsigned()) {
+        ec = error::malformed_frame;
+        return std::nullopt;
+    }
+    return position{ep->get<std::string>(), off->get<std::uint64_t>()};
+}
+
+// ---- client frames -----------------------------------------------------------------------
+
 /// A request from a client, parsed.
 struct request {
     enum class kind { subscribe, unsubscribe, publish, pong } type = kind::pong;
@@ -200,8 +242,10 @@ struct request {
 
 /// Parses one client text frame. On failure `ec` is malformed_frame, unknown_frame_type or
 /// invalid_channel, and `id` (when the frame carried a readable one) is left in the result
-/// so that the error frame can name the request.
-inline request parse_request(std::string_view text, std::error_code& ec) {
+/// so that the error frame can name the request. `implied`, when given, is the type of a
+/// frame that has no `type` member (`POST /herald/publish` bodies may leave it out).
+inline request parse_request(std::string_view text, std::error_code& ec,
+                             std::optional<request::kind> implied = std::nullopt) {
     ec.clear();
     request r;
     nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
@@ -211,13 +255,18 @@ inline request parse_request(std::string_view text, std::error_code& ec) {
         r.id = it->get<std::uint64_t>();
     }
     auto type = j.find("type");
-    if (type == j.end() || !type->is_string()) { ec = error::malformed_frame; return r; }
-    const std::string& t = type->get_ref<const std::string&>();
-    if (t == "pong" || t == "ping") { r.type = request::kind::pong; return r; }
-    if (t == "subscribe") r.type = request::kind::subscribe;
-    else if (t == "unsubscribe") r.type = request::kind::unsubscribe;
-    else if (t == "publish") r.type = request::kind::publish;
-    else { ec = error::unknown_frame_type; return r; }
+    if (type == j.end() && implied) {
+        r.type = *implied;
+        if (r.type == request::kind::pong) return r;
+    } else {
+        if (type == j.end() || !type->is_string()) { ec = error::malformed_frame; return r; }
+        const std::string& t = type->get_ref<const std::string&>();
+        if (t == "pong" || t == "ping") { r.type = request::kind::pong; return r; }
+        if (t == "subscribe") r.type = request::kind::subscribe;
+        else if (t == "unsubscribe") r.type = request::kind::unsubscribe;
+        else if (t == "publish") r.type = request::kind::publish;
+        else { ec = error::unknown_frame_type; return r; }
+    }
 
     auto ch = j.find("channel");
     if (ch == j.end() || !ch->is_string()) { ec = error::malformed_frame; return r; }
@@ -225,15 +274,9 @@ inline request parse_request(std::string_view text, std::error_code& ec) {
     if (auto e = validate_channel(r.channel)) { ec = e; return r; }
 
     if (r.type == request::kind::subscribe) {
-        if (auto s = j.find("since"); s != j.end() && !s->is_null()) {
-            if (!s->is_object()) { ec = error::malformed_frame; return r; }
-            auto ep = s->find("epoch");
-            auto off = s->find("offset");
-            if (ep == s->end() || !ep->is_string() || off == s->end() || !off->is_number_unsigned()) {
-                ec = error::malformed_frame;
-                return r;
-            }
-            r.since = position{ep->get<std::string>(), off->get<std::uint64_t>()};
+        if (auto s = j.find("since"); s != j.end()) {
+            r.since = parse_cursor(*s, ec);
+            if (ec) return r;
         }
     } else if (r.type == request::kind::publish) {
         auto d = j.find("data");
