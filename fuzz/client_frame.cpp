@@ -5,6 +5,7 @@
 //  - every frame the hub queues in answer is itself valid JSON.
 #include <herald/authorizer.hpp>
 #include <herald/hub.hpp>
+#include <herald/peer.hpp>
 #include <herald/protocol.hpp>
 #include <herald/detail/json_check.hpp>
 
@@ -43,8 +44,8 @@ herald::hub& the_hub() {
 
 // The one place the harness applies a client frame, as the transports do today. When the
 // per-client layer takes over from hub::handle, re-point this call.
-void apply_client_frame(herald::hub& hub, const herald::session_ptr& s, std::string_view text) {
-    hub.handle(s, text);
+void apply_client_frame(herald::peer& client, std::string_view text) {
+    client.apply(text);
 }
 
 void check_answers(const herald::session_ptr& s) {
@@ -70,11 +71,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     herald::hub& hub = the_hub();
     static std::uint64_t runs = 0;
     for (const char* who : {"alice", ""}) {  // a signed-in user and an anonymous one
-        herald::session_ptr s = hub.open_session(herald::principal{who}, [] {});
-        apply_client_frame(hub, s, text);
-        apply_client_frame(hub, s, text);  // the same frame again: resubscribe, republish
-        check_answers(s);
-        hub.close_session(s);
+        herald::peer client(hub, herald::principal{who}, [] {});
+        apply_client_frame(client, text);
+        apply_client_frame(client, text);  // the same frame again: resubscribe, republish
+        check_answers(client.session());
+        client.close();
     }
     if (++runs % 1024 == 0) hub.sweep();
     return 0;

@@ -13,3 +13,4 @@
 #include <herald/protocol.hpp>
 #include <herald/transport.hpp>
 #include <herald/hub.hpp>
+#include <herald/peer.hpp>

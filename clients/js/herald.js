@@ -550,9 +550,11 @@ class LongPollTransport {
     } catch (e) {
       throw new HeraldError('disconnected', `publish failed (${e.message})`, channel);
     }
+    // The answer is {"frames":[published or error]}, refusals (401, 403, 503...) included.
     const body = await readJson(res);
-    if (body?.type === 'published' || body?.type === 'error') return body;
-    if (body?.error) return { type: 'error', ...body.error };
+    const f = frames(body).find((x) => x?.type === 'published' || x?.type === 'error');
+    if (f) return f;
+    if (body?.error) return { type: 'error', ...body.error }; // the host's own refusals (413)
     return { type: 'error', code: 'http_error', message: `publish answered HTTP ${res.status}` };
   }
 
@@ -610,7 +612,7 @@ class LongPollTransport {
       if (!this.#done) this.#poll();
       return;
     }
-    const drain = res.status === 503 && [body, ...(body?.frames ?? [])].find((f) => f?.type === 'reconnect');
+    const drain = res.status === 503 && frames(body).find((f) => f?.type === 'reconnect');
     if (drain) return this.#drain(drain);
     if (res.status === 429) {
       const header = res.headers.get('Retry-After');
@@ -621,7 +623,7 @@ class LongPollTransport {
         reason: 'the server holds too many polls (HTTP 429)',
       });
     }
-    const code = body?.error?.code ?? body?.code;
+    const code = frames(body).find((f) => f?.type === 'error')?.code ?? body?.error?.code;
     this.#end({ failure: true, reason: `poll answered HTTP ${res.status}${code ? ` (${code})` : ''}` });
   }
 
@@ -631,6 +633,11 @@ class LongPollTransport {
 }
 
 // ---- helpers -------------------------------------------------------------------------------
+
+// The frames of a long-poll or publish answer, `{"frames":[...]}` (none for another body).
+function frames(body) {
+  return Array.isArray(body?.frames) ? body.frames : [];
+}
 
 function resolveOptions(options) {
   const o = { ...DEFAULTS };

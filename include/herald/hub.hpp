@@ -39,7 +39,7 @@ struct hub_stats {
 
 /// The routing engine: it knows channels and sessions, not sockets. CMS code publishes to it
 /// (through a server, or directly when the in-memory transport is enough); transports open a
-/// session per client and feed it the client's requests.
+/// session per client through a herald::peer (peer.hpp), which applies the client's requests.
 ///
 /// Every message gets its channel's next offset and the channel's epoch; each subscriber's
 /// queue receives a channel's messages in offset order, once. A subscribe with `since`
@@ -115,8 +115,8 @@ public:
     /// client connects. @returns nothing when the client is refused (transports answer 401).
     std::optional<principal> authenticate(const request_info& r) const { return authorizer()->authenticate(r); }
 
-    /// Whether `p` may do `a` on `channel`, by the current authorizer. subscribe() and
-    /// handle() ask it themselves; a transport that publishes for a client asks first.
+    /// Whether `p` may do `a` on `channel`, by the current authorizer. subscribe() asks it
+    /// itself; a publish for a client asks first (herald::peer and publish_for do).
     bool may(const principal& p, action a, std::string_view channel) const { return authorizer()->may(p, a, channel); }
 
     // ---- sessions ---------------------------------------------------------------------
@@ -146,31 +146,6 @@ public:
 
     /// Unsubscribes and queues `unsubscribed`. @returns not_subscribed or invalid_channel.
     std::error_code unsubscribe(const session_ptr& s, std::string_view channel, std::uint64_t request_id = 0);
-
-    /// Applies one herald.v1 client frame: subscribes, unsubscribes, publishes (when the
-    /// authorizer allows), and queues the answer — or an `error` frame naming the request —
-    /// into the session. @returns the error sent, if any.
-    std::error_code handle(const session_ptr& s, std::string_view text) {
-        std::error_code ec;
-        protocol::request r = protocol::parse_request(text, ec);
-        if (!ec) {
-            switch (r.type) {
-            case protocol::request::kind::pong: return {};
-            case protocol::request::kind::subscribe: ec = subscribe(s, r.channel, std::move(r.since), r.id); break;
-            case protocol::request::kind::unsubscribe: ec = unsubscribe(s, r.channel, r.id); break;
-            case protocol::request::kind::publish:
-                if (!may(s->who(), action::publish, r.channel)) { ec = error::forbidden; break; }
-                async_publish(r.channel, std::move(r.data),
-                              [s, channel = r.channel, id = r.id](std::error_code e, position p) {
-                                  s->push(e ? protocol::make_error(e, channel, id)
-                                            : protocol::make_published(channel, std::move(p), id));
-                              });
-                return {};
-            }
-        }
-        if (ec) s->push(protocol::make_error(ec, r.channel, r.id));
-        return ec;
-    }
 
     // ---- maintenance ------------------------------------------------------------------
 

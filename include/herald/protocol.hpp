@@ -191,23 +191,51 @@ inline frame_ptr make_reconnect(std::chrono::milliseconds after, std::string_vie
     return f;
 }
 
+// ---- long-poll answers and cursors (shared by the transports) ------------------------------
+
+/// The body of every long-poll and `/herald/publish` answer, refusals included:
+/// `{"frames":[…]}`, the frames' texts as they were encoded (not copied into JSON values).
+inline std::string encode_poll_answer(const std::vector<frame_ptr>& frames) {
+    std::size_t n = 12;
+    for (const frame_ptr& f : frames) n += f->text.size() + 1;
+    std::string body;
+    body.reserve(n);
+    body += "{\"frames\":[";
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+        if (i) body += ',';
+        body += frames[i]->text;
+    }
+    body += "]}";
+    return body;
+}
+
+/// The `Retry-After` value (whole seconds) for a client told to come back after `after`:
+/// rounded up past it, so that no client comes back early.
+inline std::string retry_after(std::chrono::milliseconds after) {
+    return std::to_string(after.count() / 1000 + 1);
+}
+
+/// A cursor as clients send it: `{"epoch": string, "offset": unsigned}` (other members
+/// ignored), or null for none. @returns the position; nullopt for null (no cursor: `ec`
+/// clear) and for anything else (`ec` = malformed_frame).
+inline std::optional<position> parse_cursor(const nlohmann::json& j, std::error_code& ec) {
+    ec.clear();
+    if (j.is_null()) return std::nullopt;
+    auto ep = j.is_object() ? j.find("epoch") : j.end();
+    auto off = j.is_object() ? j.find("offset") : j.end();
+    // is_number_unsigned: within std::uint64_t (nlohmann keeps larger integers as doubles).
+    if (ep == j.end() || !ep->is_string() || off == j.end() || !off->is_number_unsigned()) {
+        ec = error::malformed_frame;
+        return std::nullopt;
+    }
+    return position{ep->get<std::string>(), off->get<std::uint64_t>()};
+}
+
+
 /// Deepest nesting of a client frame (a WebSocket message, a long-poll body): its own object,
 /// then a payload nested up to herald::detail::max_json_depth. Checked on the bytes before
 /// anything is parsed (error::malformed_frame past it).
 inline constexpr std::size_t max_frame_depth = herald::detail::max_json_depth + 1;
-
-/// A cursor as clients send it, `{"epoch": string, "offset": unsigned}` (other members
-/// ignored). @returns nullopt for anything else, null included: callers that allow null
-/// test it first.
-inline std::optional<position> parse_cursor(const nlohmann::json& j) {
-    if (!j.is_object()) return std::nullopt;
-    auto ep = j.find("epoch");
-    auto off = j.find("offset");
-    // is_number_unsigned: the offset is within std::uint64_t (nlohmann keeps larger
-    // integers as doubles, which fail here).
-    if (ep == j.end() || !ep->is_string() || off == j.end() || !off->is_number_unsigned()) return std::nullopt;
-    return position{ep->get<std::string>(), off->get<std::uint64_t>()};
-}
 
 namespace detail {
 // The bytes of the value of the top-level member `key` of the JSON object `text` (the last
@@ -251,6 +279,8 @@ inline std::optional<std::string_view> member_bytes(std::string_view text, std::
 }
 } // namespace detail
 
+// ---- client frames -----------------------------------------------------------------------
+
 /// A request from a client, parsed.
 struct request {
     enum class kind { subscribe, unsubscribe, publish, pong } type = kind::pong;
@@ -263,8 +293,10 @@ struct request {
 /// Parses one client text frame. On failure `ec` is malformed_frame (nesting deeper than
 /// max_frame_depth included), unknown_frame_type or invalid_channel, and `id` (when the
 /// frame carried a readable one) is left in the result so that the error frame can name
-/// the request.
-inline request parse_request(std::string_view text, std::error_code& ec) {
+/// the request. `implied`, when given, is the type of a frame that has no `type` member
+/// (`POST /herald/publish` bodies may leave it out).
+inline request parse_request(std::string_view text, std::error_code& ec,
+                             std::optional<request::kind> implied = std::nullopt) {
     ec.clear();
     request r;
     // Before nlohmann builds anything: a deep value would make its recursive dump() (an
@@ -277,13 +309,18 @@ inline request parse_request(std::string_view text, std::error_code& ec) {
         r.id = it->get<std::uint64_t>();
     }
     auto type = j.find("type");
-    if (type == j.end() || !type->is_string()) { ec = error::malformed_frame; return r; }
-    const std::string& t = type->get_ref<const std::string&>();
-    if (t == "pong" || t == "ping") { r.type = request::kind::pong; return r; }
-    if (t == "subscribe") r.type = request::kind::subscribe;
-    else if (t == "unsubscribe") r.type = request::kind::unsubscribe;
-    else if (t == "publish") r.type = request::kind::publish;
-    else { ec = error::unknown_frame_type; return r; }
+    if (type == j.end() && implied) {
+        r.type = *implied;
+        if (r.type == request::kind::pong) return r;
+    } else {
+        if (type == j.end() || !type->is_string()) { ec = error::malformed_frame; return r; }
+        const std::string& t = type->get_ref<const std::string&>();
+        if (t == "pong" || t == "ping") { r.type = request::kind::pong; return r; }
+        if (t == "subscribe") r.type = request::kind::subscribe;
+        else if (t == "unsubscribe") r.type = request::kind::unsubscribe;
+        else if (t == "publish") r.type = request::kind::publish;
+        else { ec = error::unknown_frame_type; return r; }
+    }
 
     auto ch = j.find("channel");
     if (ch == j.end() || !ch->is_string()) { ec = error::malformed_frame; return r; }
@@ -291,9 +328,9 @@ inline request parse_request(std::string_view text, std::error_code& ec) {
     if (auto e = validate_channel(r.channel)) { ec = e; return r; }
 
     if (r.type == request::kind::subscribe) {
-        if (auto s = j.find("since"); s != j.end() && !s->is_null()) {
-            r.since = parse_cursor(*s);
-            if (!r.since) { ec = error::malformed_frame; return r; }
+        if (auto s = j.find("since"); s != j.end()) {
+            r.since = parse_cursor(*s, ec);
+            if (ec) return r;
         }
     } else if (r.type == request::kind::publish) {
         // The value's bytes, not nlohmann's re-serialization of it: no recursive dump() of
@@ -349,7 +386,7 @@ inline poll_request parse_poll(std::string_view body, std::error_code& ec,
     p.channels.reserve(channels->size());
     for (const auto& [name, cursor] : channels->items()) {
         poll_channel c{name, std::nullopt, {}};
-        if (!cursor.is_null() && !(c.since = parse_cursor(cursor))) c.error = error::malformed_frame;
+        c.since = parse_cursor(cursor, c.error);
         p.channels.push_back(std::move(c));
     }
     return p;

@@ -13,9 +13,9 @@ namespace herald {
 /// | `T::name`         | `static constexpr std::string_view`: the name clients see in `welcome.transports` |
 /// | `T::options`      | an aggregate with a `bool enabled` member: the run-time switch          |
 ///
-/// A transport opens one session per client with hub::open_session, feeds the client's
-/// requests to hub::handle, writes what hub sessions queue, and closes the session with
-/// hub::close_session when the client goes. Network transports add, for
+/// A transport makes one herald::peer per client (peer.hpp: it opens the hub session, applies
+/// the client's requests and queues the answers), writes what the peer's session queues, and
+/// lets the peer go when the client goes: framing and I/O only. Network transports add, for
 /// herald::basic_server, the members listed in docs/requirements.md.
 template <class T, class = void>
 struct is_transport : std::false_type {};

@@ -203,11 +203,11 @@ TEST_CASE("nesting depth: an 80k-deep client frame is malformed_frame, a payload
     herald::hub_options opts;
     opts.max_payload_bytes = 1 << 20;
     herald::hub hub(opts);
-    auto s = hub.open_session({}, [] {});
-    CHECK(hub.handle(s, publish_frame(nested(deep))) == herald::error::malformed_frame);
-    CHECK(hub.handle(s, nested(deep, "{\"type\":\"pong\"}")) == herald::error::malformed_frame);
+    herald::peer client(hub, {}, [] {});
+    CHECK(client.apply(publish_frame(nested(deep))) == herald::error::malformed_frame);
+    CHECK(client.apply(nested(deep, "{\"type\":\"pong\"}")) == herald::error::malformed_frame);
     std::vector<herald::frame_ptr> frames;
-    s->take(frames);
+    client.session()->take(frames);
     REQUIRE(frames.size() == 2);
     CHECK(frames[0]->code == herald::error::malformed_frame);
 
@@ -244,10 +244,10 @@ TEST_CASE("nesting depth: exactly max_json_depth is accepted, one more is not") 
     CHECK(r.data == nested(limit));
     herald::protocol::parse_request(publish_frame(nested(limit + 1)), ec);
     CHECK(ec == herald::error::malformed_frame);
-    auto s = hub.open_session({}, [] {});
-    CHECK(hub.handle(s, publish_frame(nested(limit))) == std::error_code{});
+    herald::peer client(hub, {}, [] {});
+    CHECK(client.apply(publish_frame(nested(limit))) == std::error_code{});
     std::vector<herald::frame_ptr> frames;
-    s->take(frames);
+    client.session()->take(frames);
     REQUIRE(frames.size() == 1);
     CHECK(frames[0]->type == herald::frame_type::published);
 }

@@ -298,8 +298,7 @@ TEST_CASE("authorization: denied subscribe and publish get forbidden, nothing is
     CHECK(r.offsets("user.alice.notifications").size() == 1);
 
     // Through the protocol: an error frame naming the channel and request; the session stays up.
-    auto s = alice.session();
-    CHECK(hub.handle(s, R"({"type":"subscribe","channel":"user.bob.notifications","id":5})") == herald::error::forbidden);
+    CHECK(alice.apply(R"({"type":"subscribe","channel":"user.bob.notifications","id":5})") == herald::error::forbidden);
     auto e = drain(alice);
     const frame* err = e.last_of(frame_type::error);
     REQUIRE(err);
@@ -335,11 +334,10 @@ TEST_CASE("bad input: invalid channel, non-JSON payload, oversized payload get c
     CHECK(hub.stats().publish_errors == 5);
 
     // Malformed client frames: an error frame each, and the session goes on.
-    auto s = c.session();
-    CHECK(hub.handle(s, "{oops") == herald::error::malformed_frame);
-    CHECK(hub.handle(s, R"({"type":"shout"})") == herald::error::unknown_frame_type);
-    CHECK(hub.handle(s, R"({"type":"subscribe","channel":"a b"})") == herald::error::invalid_channel);
-    CHECK(hub.handle(s, R"({"type":"publish","channel":"ok","data":{"from":"client"},"id":8})") == std::error_code{});
+    CHECK(c.apply("{oops") == herald::error::malformed_frame);
+    CHECK(c.apply(R"({"type":"shout"})") == herald::error::unknown_frame_type);
+    CHECK(c.apply(R"({"type":"subscribe","channel":"a b"})") == herald::error::invalid_channel);
+    CHECK(c.apply(R"({"type":"publish","channel":"ok","data":{"from":"client"},"id":8})") == std::error_code{});
     auto r = drain(c);
     int errors = 0;
     for (auto* f : r.all) errors += f->type == frame_type::error;

@@ -79,11 +79,23 @@ test('a forbidden channel gets an error frame; the other channels are served in 
   assert.ok(r.body.frames.some((f) => f.type === 'subscribed' && f.channel === 'user.alice.x'));
 });
 
+// Every answer of /herald/poll and /herald/publish is {"frames":[...]}, refusals included:
+// one error frame with the code and a readable message.
+function refusal(r, status, code) {
+  assert.equal(r.status, status);
+  assert.equal(r.body.frames.length, 1, JSON.stringify(r.body));
+  const [f] = r.body.frames;
+  assert.deepEqual([f.type, f.code], ['error', code]);
+  assert.ok(f.message.length > 0);
+}
+
 test('bad input: each gets its status and a readable error, and the server goes on', async () => {
   assert.equal((await poll(null, { raw: '{oops' })).status, 400);
   assert.equal((await poll(null, { raw: '[]' })).status, 400);
   assert.equal((await poll({ nochannels: true })).status, 400);
   assert.equal((await poll({ channels: {}, timeout: -5 })).status, 400);
+  refusal(await poll(null, { raw: '{oops' }), 400, 'malformed_frame');
+  refusal(await poll({ nochannels: true }), 400, 'malformed_frame');
   const bad = await poll({ channels: { 'bad name': null, 'public.ok': { epoch: 1 } } });
   assert.deepEqual(bad.body.frames.map((f) => f.code), ['invalid_channel', 'malformed_frame']);
   const tooMany = {};
@@ -93,6 +105,10 @@ test('bad input: each gets its status and a readable error, and the server goes 
   assert.equal((await poll({ channels: {} }, { origin: 'http://evil.example' })).status, 403);
   assert.equal((await poll({ channels: {} }, { user: 'nobody' })).status, 401);
   assert.equal((await fetch(`${server.url}/herald/poll`)).status, 405);
+  refusal(await poll({ channels: {} }, { origin: 'http://evil.example' }), 403, 'forbidden');
+  refusal(await poll({ channels: {} }, { user: 'nobody' }), 401, 'unauthenticated');
+  const get = await fetch(`${server.url}/herald/poll`);
+  refusal({ status: get.status, body: await get.json() }, 405, 'malformed_frame');
   const ok = await poll({ channels: { 'public.lp.after': null } });
   assert.equal(ok.status, 200);
 });
@@ -104,8 +120,10 @@ test('publish over HTTP: published with the position, or forbidden', async () =>
   assert.deepEqual([ack.type, ack.channel, ack.id], ['published', 'public.chat', 4]);
   const denied = await fetch(`${server.url}/herald/publish`, { method: 'POST', body: JSON.stringify({ channel: 'public.other', data: 1 }) });
   assert.equal(denied.status, 403);
+  assert.deepEqual((await denied.json()).frames.map((f) => [f.type, f.code, f.channel]), [['error', 'forbidden', 'public.other']]);
   const invalid = await fetch(`${server.url}/herald/publish`, { method: 'POST', body: JSON.stringify({ channel: 'public.chat' }) });
   assert.equal(invalid.status, 400);
+  assert.deepEqual((await invalid.json()).frames.map((f) => [f.type, f.code]), [['error', 'malformed_frame']]);
   for (const body of ['{}', ' { } ']) {
     const empty = await fetch(`${server.url}/herald/publish`, { method: 'POST', body });
     assert.equal(empty.status, 400);
@@ -121,6 +139,51 @@ test('publish over HTTP: published with the position, or forbidden', async () =>
     method: 'POST', body: ` {"channel":"public.chat" , "data":${'['.repeat(64)}${']'.repeat(64)}}`,
   });
   assert.equal(atLimit.status, 200);
+  const typed = await fetch(`${server.url}/herald/publish`, { method: 'POST', body: JSON.stringify({ type: 'publish', channel: 'public.chat', data: 2 }) });
+  assert.equal(typed.status, 200);
+  const other = await fetch(`${server.url}/herald/publish`, { method: 'POST', body: JSON.stringify({ type: 'subscribe', channel: 'public.chat' }) });
+  assert.equal(other.status, 400);
+  const nobody = await fetch(`${server.url}/herald/publish?user=nobody`, { method: 'POST', body: JSON.stringify({ channel: 'public.chat', data: 1 }) });
+  assert.equal(nobody.status, 401);
+  assert.deepEqual((await nobody.json()).frames.map((f) => f.code), ['unauthenticated']);
+});
+
+async function serverPublish(s, channel, data, secret) {
+  const headers = secret === undefined ? {} : { Authorization: `Bearer ${secret}` };
+  const res = await fetch(`${s.url}/herald/publish`, { method: 'POST', headers, body: JSON.stringify({ channel, data, id: 9 }) });
+  return { status: res.status, frames: (await res.json()).frames };
+}
+
+test('server-to-server publish: off without a publish secret, 403 naming the option', async () => {
+  // `server` has no --publish-secret: a Bearer publish is refused, even to a channel that
+  // browsers may publish to.
+  const r = await serverPublish(server, 'public.chat', { from: 'cms' }, 'anything');
+  assert.equal(r.status, 403);
+  assert.deepEqual(r.frames.map((f) => [f.type, f.code]), [['error', 'forbidden']]);
+  assert.match(r.frames[0].message, /publish_secret/);
+});
+
+test('server-to-server publish: the right secret publishes as the server (no authorizer check), another is 401', async () => {
+  const s = await startServer(['--publish-secret', 's3cret-token']);
+  try {
+    const head = await (await fetch(`${s.url}/test/publish?channel=internal.jobs`, { method: 'POST', body: '{}' })).json();
+    // The authorizer lets no browser publish to internal.jobs ...
+    const browser = await serverPublish(s, 'internal.jobs', { n: 1 });
+    assert.equal(browser.status, 403);
+    // ... the server, with its secret, may: published with the next offset, id echoed.
+    const ok = await serverPublish(s, 'internal.jobs', { n: 1 }, 's3cret-token');
+    assert.equal(ok.status, 200);
+    assert.deepEqual(ok.frames.map((f) => [f.type, f.channel, f.epoch, f.offset, f.id]),
+      [['published', 'internal.jobs', head.epoch, head.offset + 1, 9]]);
+    for (const wrong of ['s3cret-toke', 's3cret-token2', 'S3cret-token', 'x']) {
+      const r = await serverPublish(s, 'internal.jobs', { n: 2 }, wrong);
+      assert.equal(r.status, 401, `secret ${JSON.stringify(wrong)}`);
+      assert.deepEqual(r.frames.map((f) => f.code), ['unauthenticated']);
+    }
+    // The refused publishes took no offset.
+    const after = await (await fetch(`${s.url}/test/publish?channel=internal.jobs`, { method: 'POST', body: '{}' })).json();
+    assert.equal(after.offset, head.offset + 2);
+  } finally { await s.stop(); }
 });
 
 test('the flags: with WebSocket off, info lists only long-poll and polls still work', async () => {
@@ -155,5 +218,13 @@ test('drain: a held poll is answered 503 with a reconnect frame; new polls are r
   assert.equal(f.type, 'reconnect');
   assert.ok(f.after >= 0 && f.after <= 500);
   assert.ok(res.headers.get('retry-after'));
+  // A new poll while the server drains: the same answer, from the admission gate.
+  const refused = await fetch(`${s.url}/herald/poll`, { method: 'POST', body: JSON.stringify({ channels: { 'public.d': head } }) })
+    .catch(() => null);  // the server may be gone already
+  if (refused) {
+    assert.equal(refused.status, 503);
+    assert.equal((await refused.json()).frames.at(-1).type, 'reconnect');
+    assert.ok(refused.headers.get('retry-after'));
+  }
   assert.equal((await s.exited).code, 0);
 });

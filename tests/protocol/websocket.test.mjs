@@ -239,7 +239,10 @@ test('a client that only listens is kept alive by WebSocket pings (browsers answ
 test('a plain GET without Upgrade (a proxy dropped it) gets 426 saying so', async () => {
   const res = await fetch(`${server.url}/herald/ws`);
   assert.equal(res.status, 426);
-  assert.match((await res.json()).error.message, /Upgrade/);
+  // Refusals of the protocol endpoints are herald.v1 answers: {"frames":[error]}.
+  const [err] = (await res.json()).frames;
+  assert.equal(err.type, 'error');
+  assert.match(err.message, /Upgrade/);
 });
 
 test('HTTP/1.1 keep-alive: several requests on one connection; client.js and info are served', async () => {

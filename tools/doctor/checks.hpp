@@ -268,7 +268,12 @@ inline finding check_websocket(const settings& s, const server_facts& facts) {
                      "get no welcome fall back to long-poll."});
     }
     const nlohmann::json body = nlohmann::json::parse(r.body, nullptr, false);
-    const std::string herald_says = body.is_object() && body.contains("error") ? detail::text(body["error"], "message") : "";
+    // herald refuses with {"frames":[error]} (earlier servers: {"error":{...}}).
+    std::string herald_says;
+    if (body.is_object() && body.contains("frames") && body["frames"].is_array() && !body["frames"].empty())
+        herald_says = detail::text(body["frames"][0], "message");
+    else if (body.is_object() && body.contains("error"))
+        herald_says = detail::text(body["error"], "message");
     f.detail["body"] = r.body.substr(0, 500);
     const std::string answered = said + " answered " + std::to_string(r.status) + " " + r.reason;
     switch (r.status) {

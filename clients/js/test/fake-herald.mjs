@@ -161,7 +161,7 @@ export class FakeHerald {
     if (pathname === '/herald/publish') {
       this.publishes.push({ ...body, method: init.method, contentType: init.headers?.['Content-Type'] });
       const answer = this.#publishFrame(body);
-      return response(answer.type === 'error' ? 403 : 200, answer);
+      return response(answer.type === 'error' ? 403 : 200, { frames: [answer] });
     }
     return response(404, 'not found');
   };

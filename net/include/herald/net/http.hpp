@@ -4,6 +4,8 @@
 
 #include <herald/authorizer.hpp>
 #include <herald/error.hpp>
+#include <herald/frame.hpp>
+#include <herald/protocol.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -55,8 +57,19 @@ struct http_response {
         r.body = std::move(body);
         return r;
     }
-    /// herald's error body, `{"error":{"code":…,"message":…}}`: `code` is the wire name of a
-    /// herald error (error.hpp), or of an HTTP-level problem ("not_found", "malformed_request").
+    /// A herald.v1 answer, `{"frames":[…]}` (protocol::encode_poll_answer): what every
+    /// long-poll, `/herald/publish` and `/herald/ws` request is answered with over HTTP.
+    static http_response frames(int status, const std::vector<frame_ptr>& fs) {
+        return json(status, protocol::encode_poll_answer(fs));
+    }
+    /// How the protocol endpoints refuse a request: `{"frames":[error]}`, one `error` frame
+    /// with the code's wire name and `message` (by default the code's).
+    static http_response refusal(int status, std::error_code ec, std::string_view message = {}) {
+        return frames(status, {protocol::make_error(ec, {}, 0, message)});
+    }
+    /// herald's error body for its other endpoints (`/herald/diagnose`, the host's own
+    /// refusals, the CMS's pages), `{"error":{"code":…,"message":…}}`: `code` is the wire name
+    /// of a herald error (error.hpp), or of an HTTP-level problem ("not_found", "malformed_request").
     static http_response error(int status, std::string_view code, std::string_view message) {
         nlohmann::json j = {{"error", {{"code", std::string(code)}, {"message", std::string(message)}}}};
         return json(status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));

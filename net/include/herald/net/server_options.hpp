@@ -35,6 +35,13 @@ struct server_options {
     /// How long stop() waits for clients to leave before closing what remains.
     std::chrono::milliseconds drain_timeout{10000};
 
+    /// The shared secret of server-to-server publishing: the CMS's other processes publish
+    /// with `POST /herald/publish` and `Authorization: Bearer <publish_secret>` (compared in
+    /// constant time), as the server, with no authorizer check. Empty (the default):
+    /// server-to-server publishing is off, and such a request gets 403 `forbidden`. A publish
+    /// without the header is a browser's: admitted and authorized as any client request.
+    std::string publish_secret;
+
     /// Largest HTTP request body (long-poll, publish) and largest inbound WebSocket message.
     std::size_t max_request_bytes = 64 * 1024;
 

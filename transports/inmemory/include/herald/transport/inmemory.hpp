@@ -2,6 +2,7 @@
 #pragma once
 
 #include <herald/hub.hpp>
+#include <herald/peer.hpp>
 #include <herald/transport.hpp>
 
 #include <chrono>
@@ -66,7 +67,7 @@ public:
         if (this != &other) {
             close();
             hub_ = other.hub_; who_ = std::move(other.who_); enabled_ = other.enabled_;
-            session_ = std::move(other.session_); signal_ = std::move(other.signal_);
+            peer_ = std::move(other.peer_); signal_ = std::move(other.signal_);
             cursors_ = std::move(other.cursors_); batch_ = std::move(other.batch_); duplicates_ = other.duplicates_;
         }
         return *this;
@@ -87,33 +88,35 @@ public:
     std::error_code subscribe(std::string_view channel, position since) { return subscribe_(channel, std::move(since)); }
 
     std::error_code unsubscribe(std::string_view channel) {
-        if (!session_) return error::session_closed;
-        std::error_code ec = hub_->unsubscribe(session_, channel);
+        std::error_code ec = peer_.unsubscribe(channel);
         if (!ec) cursors_.erase(std::string(channel));
         return ec;
     }
 
     /// Publishes as this client's principal (checked with action::publish).
     position publish(std::string_view channel, std::string_view data, std::error_code& ec) {
-        ec.clear();
-        if (!session_ || session_->closed()) { ec = error::session_closed; return {}; }
-        if (!hub_->may(session_->who(), action::publish, channel)) { ec = error::forbidden; return {}; }
-        return hub_->publish(channel, data, ec);
+        return peer_.publish(channel, data, ec);
     }
+
+    /// Applies one herald.v1 client frame, as a remote client's would be (herald::peer::apply):
+    /// answers and errors arrive through poll() as frames. The client's cursors follow the
+    /// frames it receives, not the frames it sends.
+    std::error_code apply(std::string_view text) { return peer_.apply(text); }
 
     /// Waits up to `wait` for frames, then calls `on_frame(const frame&)` for each, in order:
     /// `subscribed` (check `recovered`: false means resync), messages (duplicates already
     /// dropped), `unsubscribed`, `error`. @returns how many frames it passed on.
     template <class OnFrame>
     std::size_t poll(OnFrame&& on_frame, std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
-        if (!session_) return 0;
+        const session_ptr& s = peer_.session();
+        if (!s) return 0;
         {
             std::unique_lock<std::mutex> lock(signal_->mu);
             if (!signal_->ready && wait.count() > 0) signal_->cv.wait_for(lock, wait, [&] { return signal_->ready; });
             signal_->ready = false;
         }
         batch_.clear();
-        session_->take(batch_);
+        s->take(batch_);
         std::size_t n = 0;
         for (const frame_ptr& f : batch_)
             if (accept(*f)) { on_frame(*f); ++n; }
@@ -124,14 +127,15 @@ public:
     /// Convenience form of poll(): the frames, as shared pointers.
     std::vector<frame_ptr> receive(std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
         std::vector<frame_ptr> out;
-        if (!session_) return out;
+        const session_ptr& s = peer_.session();
+        if (!s) return out;
         {
             std::unique_lock<std::mutex> lock(signal_->mu);
             if (!signal_->ready && wait.count() > 0) signal_->cv.wait_for(lock, wait, [&] { return signal_->ready; });
             signal_->ready = false;
         }
         std::vector<frame_ptr> got;
-        session_->take(got);
+        s->take(got);
         for (frame_ptr& f : got)
             if (accept(*f)) out.push_back(std::move(f));
         return out;
@@ -149,32 +153,31 @@ public:
     std::size_t duplicates_dropped() const noexcept { return duplicates_; }
 
     /// Closed: by close(), by the hub (slow consumer: error::slow_consumer), or disabled.
-    bool closed() const { return !session_ || session_->closed(); }
-    std::error_code close_reason() const { return session_ ? session_->close_reason() : error::session_closed; }
+    bool closed() const { return !peer_.open(); }
+    std::error_code close_reason() const {
+        return peer_.session() ? peer_.session()->close_reason() : std::error_code(error::session_closed);
+    }
 
     /// Opens a new session and resubscribes every channel from its cursor, as a remote
     /// client does after a disconnect. Frames not yet polled from the old session are lost
     /// with it, and come again by the resume.
     std::error_code reconnect() {
         if (!enabled_) return error::session_closed;
-        if (session_) hub_->close_session(session_);
-        open();
+        open();  // closes the old session
         std::error_code first;
         for (auto& [channel, c] : cursors_) {
             // A channel whose `subscribed` answer never arrived has no cursor: what came before
             // the disconnect is unknown, so ask with a position no stream has, which the hub
             // answers with recovered:false (resync), never with a silent gap.
             position since = c.known ? c.pos : position{};
-            if (auto ec = hub_->subscribe(session_, channel, since); ec && !first) first = ec;
+            if (auto ec = peer_.subscribe(channel, since); ec && !first) first = ec;
         }
         return first;
     }
 
-    void close() {
-        if (session_ && hub_) hub_->close_session(session_);
-    }
+    void close() { peer_.close(); }
 
-    const session_ptr& session() const noexcept { return session_; }
+    const session_ptr& session() const noexcept { return peer_.session(); }
 
 private:
     friend class inmemory;
@@ -195,7 +198,7 @@ private:
 
     void open() {
         signal_ = std::make_shared<signal>();
-        session_ = hub_->open_session(who_, [s = signal_] {
+        peer_ = herald::peer(*hub_, who_, [s = signal_] {
             {
                 std::lock_guard<std::mutex> lock(s->mu);
                 s->ready = true;
@@ -205,8 +208,7 @@ private:
     }
 
     std::error_code subscribe_(std::string_view channel, std::optional<position> since) {
-        if (!session_) return error::session_closed;
-        std::error_code ec = hub_->subscribe(session_, channel, since);
+        std::error_code ec = peer_.subscribe(channel, since);
         if (!ec) {
             cursor_state& c = cursors_[std::string(channel)];
             // Keep a cursor that is already past `since` in the same stream: what lies between
@@ -243,7 +245,7 @@ private:
     hub* hub_;
     principal who_;
     bool enabled_;
-    session_ptr session_;
+    herald::peer peer_;  // the session, and the requests applied to it
     std::shared_ptr<signal> signal_;
     std::unordered_map<std::string, cursor_state> cursors_;
     std::vector<frame_ptr> batch_;

@@ -8,9 +8,9 @@
 #pragma once
 
 #include <herald/hub.hpp>
+#include <herald/peer.hpp>
 #include <herald/protocol.hpp>
 #include <herald/net/transport.hpp>
-#include <herald/detail/json_check.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -45,82 +45,52 @@ public:
 
     std::size_t held() const noexcept { return held_.load(std::memory_order_relaxed); }
 
+    /// Takes `<path>` (polls) and `<publish_path>` (publishes), through the admission gate
+    /// (transport_context::admit: origin 403, not POST 405, draining 503, authenticate 401).
+    /// A publish with `Authorization: Bearer …` is the server's own (admit_server: the
+    /// publish secret, no authorizer check). Every answer is `{"frames":[…]}`.
     bool serve(const net::connection_ptr& c, http_request& r) {
         const std::string_view path = r.path();
-        if (path != opts_.path && path != opts_.publish_path) return false;
-        if (!ctx_.origin_allowed(r)) {
-            c->respond(r, http_response::error(403, error::forbidden, "origin not allowed"));
-            return true;
-        }
-        if (r.method != "POST") {
-            c->respond(r, http_response::error(405, error::malformed_frame, "POST expected"));
-            return true;
-        }
-        if (ctx_.draining) {
-            c->respond(r, draining_response());
-            return true;
-        }
-        std::optional<principal> who = ctx_.hub.authenticate(r);
-        if (!who) {
-            c->respond(r, http_response::error(401, error::unauthenticated));
-            return true;
-        }
-        if (path == opts_.publish_path) publish(c, r, *who);
-        else poll(c, r, std::move(*who));
+        const bool publishing = path == opts_.publish_path;
+        if (path != opts_.path && !publishing) return false;
+        auto post_only = [](const http_request& r) -> std::optional<http_response> {
+            if (r.method == "POST") return std::nullopt;
+            return http_response::refusal(405, error::malformed_frame, "POST expected");
+        };
+        const bool from_server = publishing && r.header("authorization").substr(0, 7) == "Bearer ";
+        net::admission a = from_server ? ctx_.admit_server(r, post_only) : ctx_.admit(r, post_only);
+        if (!a) c->respond(r, std::move(a.refusal));
+        else if (publishing) publish(c, r, a.who ? &*a.who : nullptr);
+        else poll(c, r, std::move(*a.who));
         return true;
     }
 
 private:
     class held_poll;
 
-    http_response draining_response() {
-        auto f = protocol::make_reconnect(ctx_.jitter());
-        http_response res = http_response::json(503, "{\"frames\":[" + f->text + "]}");
-        res.headers.emplace_back("Retry-After", std::to_string(f->retry_after.count() / 1000 + 1));
-        return res;
-    }
-
     static http_response bad_request(std::string_view message) {
-        return http_response::error(400, error::malformed_frame, message);
+        return http_response::refusal(400, error::malformed_frame, message);
     }
 
-    void publish(const net::connection_ptr& c, const http_request& r, const principal& who) {
+    // A publish for `who`, or as the server when null. The body is a publish frame whose
+    // `type` may be left out; it is parsed once.
+    void publish(const net::connection_ptr& c, const http_request& r, const principal* who) {
         std::error_code ec;
-        protocol::request req = protocol::parse_request(inject_type(r.body, "publish"), ec);
-        if (ec) {
-            c->respond(r, http_response::json(400, "{\"frames\":[" + protocol::make_error(ec, req.channel, req.id)->text + "]}"));
-            return;
-        }
-        if (!ctx_.hub.may(who, action::publish, req.channel)) {
-            c->respond(r, http_response::json(403, "{\"frames\":[" + protocol::make_error(error::forbidden, req.channel, req.id)->text + "]}"));
-            return;
-        }
+        protocol::request req = protocol::parse_request(r.body, ec, protocol::request::kind::publish);
+        if (!ec && req.type != protocol::request::kind::publish) ec = error::malformed_frame;
+        if (ec) return c->respond(r, http_response::frames(400, {protocol::make_error(ec, req.channel, req.id)}));
         // The backplane may answer on another thread: answer on the connection's strand.
         auto request = std::make_shared<http_request>(r);
-        ctx_.hub.async_publish(req.channel, std::move(req.data),
-            [c, request, channel = req.channel, id = req.id](std::error_code e, position p) {
-                frame_ptr f = e ? protocol::make_error(e, channel, id) : protocol::make_published(channel, std::move(p), id);
-                const int status = !e ? 200 : e == error::backplane_unavailable ? 503 : 400;
-                c->post([c, request, status, f] {
-                    c->respond(*request, http_response::json(status, "{\"frames\":[" + f->text + "]}"));
-                });
+        publish_for(ctx_.hub, who, std::move(req), [c, request](frame_ptr ack) {
+            c->post([c, request, ack = std::move(ack)] {
+                c->respond(*request, http_response::frames(publish_status(*ack), {ack}));
             });
+        });
     }
 
-    // `POST /herald/publish` bodies are publish frames whose `type` may be left out. The type
-    // goes in as text after the opening brace: the rest (the payload) keeps its bytes, and no
-    // recursive dump() runs on client data (a body nested too deep is left to parse_request).
-    static std::string inject_type(const std::string& body, std::string_view type) {
-        if (!herald::detail::json_depth_within(body, protocol::max_frame_depth)) return body;
-        const nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
-        if (!j.is_object() || j.contains("type")) return body;
-        const std::size_t brace = body.find('{') + 1;  // an object: its first '{' opens it
-        std::string out = body.substr(0, brace);
-        out += "\"type\":";
-        out += nlohmann::json(std::string(type)).dump();
-        if (!j.empty()) out += ',';
-        out.append(body, brace, std::string::npos);
-        return out;
+    static int publish_status(const frame& ack) {
+        if (ack.type != frame_type::error) return 200;
+        return ack.code == error::forbidden ? 403 : ack.code == error::backplane_unavailable ? 503 : 400;
     }
 
     void poll(const net::connection_ptr& c, const http_request& r, principal who);
@@ -130,84 +100,63 @@ private:
     std::atomic<std::size_t> held_{0};
 };
 
-/// One poll in progress: its session, its deadline, the request to answer.
+/// One poll in progress: its peer, its deadline, the request to answer.
 class longpoll::held_poll final : public net::stream_handler {
 public:
     using clock = net::clock;
 
-    held_poll(longpoll& t, net::connection_ptr c, http_request r, session_ptr s,
+    held_poll(longpoll& t, net::connection_ptr c, http_request r, herald::peer p,
               std::set<std::string> resumed, clock::time_point deadline)
-        : t_(t), conn_(c), request_(std::move(r)), session_(std::move(s)), resumed_(std::move(resumed)),
+        : t_(t), conn_(c), request_(std::move(r)), peer_(std::move(p)), resumed_(std::move(resumed)),
           deadline_(deadline) {
         t_.held_.fetch_add(1, std::memory_order_relaxed);
     }
-    ~held_poll() override {
-        end();
-        t_.held_.fetch_sub(1, std::memory_order_relaxed);
-    }
+    ~held_poll() override { t_.held_.fetch_sub(1, std::memory_order_relaxed); }
 
-    /// Queues `extra` first (errors found while parsing), takes what the session holds, and
-    /// answers if there is anything worth an answer. @returns true when it answered.
-    bool answer_if_ready(std::vector<frame_ptr> extra = {}) {
-        if (!session_) return true;
-        std::vector<frame_ptr> frames = std::move(extra);
-        session_->take(frames);
+    /// Takes what the session holds, and answers if there is anything worth an answer.
+    /// @returns true when it answered.
+    bool answer_if_ready() {
+        const session_ptr& s = peer_.session();
+        if (!s) return true;
+        std::vector<frame_ptr> frames;
+        s->take(frames);
         // On a poll every channel is subscribed again: a `subscribed` that merely confirms a
         // resume is noise. New channels and failed resumes are news.
         for (const frame_ptr& f : frames)
             if (!(f->type == frame_type::subscribed && f->recovered && resumed_.count(f->channel))) kept_.push_back(f);
-        if (session_->closed() && session_->close_reason() == error::slow_consumer) {
-            // More waited than one answer may carry: send what was kept; the next poll resumes.
-            respond();
-            return true;
-        }
-        if (kept_.empty()) return false;
-        respond();
+        // A slow consumer: more waited than one answer may carry. Send what was kept; the
+        // next poll resumes.
+        if (kept_.empty() && !(s->closed() && s->close_reason() == error::slow_consumer)) return false;
+        respond(http_response::frames(200, kept_));
         return true;
     }
 
     /// Answers with what was kept, even nothing.
-    void answer_now() { respond(); }
+    void answer_now() { respond(http_response::frames(200, kept_)); }
 
     void on_read(const char*, std::size_t) override {}
     void on_wake() override { answer_if_ready(); }
     void on_tick(clock::time_point now) override {
-        if (now >= deadline_) respond();
+        if (now >= deadline_) answer_now();
     }
     void on_drain(std::chrono::milliseconds after) override {
-        kept_.push_back(protocol::make_reconnect(after));
-        respond(503, after);
+        respond(net::transport_context::draining_answer(kept_, after));
     }
-    void on_close() override { end(); }
+    void on_close() override { peer_.release(); }
 
 private:
-    void respond(int status = 200, std::optional<std::chrono::milliseconds> retry_after = std::nullopt) {
+    void respond(http_response res) {
         auto c = conn_.lock();
-        if (!c || !session_) return;
-        std::string body = "{\"frames\":[";
-        for (std::size_t i = 0; i < kept_.size(); ++i) {
-            if (i) body += ',';
-            body += kept_[i]->text;
-        }
-        body += "]}";
+        if (!c || !peer_.session()) return;
         kept_.clear();
-        end();
-        http_response res = http_response::json(status, std::move(body));
-        if (retry_after) res.headers.emplace_back("Retry-After", std::to_string(retry_after->count() / 1000 + 1));
+        peer_.release();
         c->respond(request_, std::move(res));
-    }
-
-    void end() {
-        if (session_) {
-            t_.ctx_.hub.close_session(session_);
-            session_.reset();
-        }
     }
 
     longpoll& t_;
     std::weak_ptr<net::connection> conn_;
     http_request request_;
-    session_ptr session_;
+    herald::peer peer_;
     std::set<std::string> resumed_;
     clock::time_point deadline_;
     std::vector<frame_ptr> kept_;
@@ -221,28 +170,28 @@ inline void longpoll::poll(const net::connection_ptr& c, const http_request& r, 
         return c->respond(r, bad_request("too many channels in one poll"));
     const auto hold = req.timeout.value_or(opts_.max_hold);  // parse_poll clamped it to max_hold
     if (held() >= opts_.max_held_polls) {
-        http_response res = http_response::error(429, error::timed_out, "too many held polls");
-        res.headers.emplace_back("Retry-After", "2");
+        http_response res = http_response::refusal(429, error::timed_out, "too many held polls");
+        res.headers.emplace_back("Retry-After", protocol::retry_after(std::chrono::seconds(1)));
         return c->respond(r, std::move(res));
     }
 
-    session_ptr s = ctx_.hub.open_session(std::move(who), c->waker());
-    std::vector<frame_ptr> errors;
+    // Each channel is a subscribe from its cursor, applied by the peer as a WebSocket's
+    // would be: answers and errors (a refused channel) go into the session, in channel order.
+    herald::peer p(ctx_.hub, std::move(who), c->waker());
     std::set<std::string> resumed;
     for (protocol::poll_channel& ch : req.channels) {
         if (ch.error) {
-            errors.push_back(protocol::make_error(ch.error, ch.name, 0, "cursor must be {epoch, offset} or null"));
+            p.refuse(ch.error, ch.name, 0, "cursor must be {epoch, offset} or null");
             continue;
         }
         if (ch.since) resumed.insert(ch.name);
-        if (std::error_code e = ctx_.hub.subscribe(s, ch.name, std::move(ch.since))) errors.push_back(protocol::make_error(e, ch.name));
+        p.apply(protocol::request{protocol::request::kind::subscribe, ch.name, std::move(ch.since)});
     }
-    auto h = std::make_shared<held_poll>(*this, c, r, std::move(s), std::move(resumed),
-                                         net::clock::now() + hold);
+    auto h = std::make_shared<held_poll>(*this, c, r, std::move(p), std::move(resumed), net::clock::now() + hold);
     c->hold(h);  // before answering: a wake may come at once
     // `timeout: 0` asks for what is there now, held or not (clients use it for their first
     // poll, so that going live is not delayed by a held request).
-    if (!h->answer_if_ready(std::move(errors)) && hold.count() == 0) h->answer_now();
+    if (!h->answer_if_ready() && hold.count() == 0) h->answer_now();
 }
 
 } // namespace herald::transport

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <herald/hub.hpp>
+#include <herald/peer.hpp>
 #include <herald/net/transport.hpp>
 
 #include <websocketpp/close.hpp>
@@ -86,8 +87,8 @@ public:
     websocket(net::transport_context& ctx, const options& opts)
         : ctx_(ctx), opts_(opts), messages_(std::make_shared<detail::websocket_config::con_msg_manager_type>()) {}
 
-    /// Takes `GET <path>` requests. Without `Upgrade: websocket` (a proxy dropped it) the
-    /// answer is 426 naming the cause, so that clients fall back and herald-doctor can tell.
+    /// Takes `GET <path>` requests, through the admission gate (transport_context::admit:
+    /// origin 403, no `Upgrade: websocket` 426, draining 503, authenticate 401).
     bool serve(const net::connection_ptr& c, http_request& r);
 
 private:
@@ -164,7 +165,7 @@ public:
                 if (auto c = conn_.lock()) c->close();
             return;
         }
-        if (!session_) return;
+        if (!peer_.session()) return;
         // Two heartbeats, one per direction: a quiet server sends a herald `ping` (the page
         // cannot see WebSocket pings, and uses it to notice a dead connection); a quiet client
         // gets a WebSocket ping, which browsers answer by themselves. Silence past two
@@ -179,7 +180,7 @@ public:
     }
 
     void on_drain(std::chrono::milliseconds after) override {
-        if (!session_) {
+        if (!peer_.session()) {
             close(websocketpp::close::status::going_away, "server stopping");
             return;
         }
@@ -244,14 +245,14 @@ private:
     void on_open() {
         auto c = conn_.lock();
         if (!c) return;
-        session_ = t_.ctx_.hub.open_session(who_, c->waker());
-        send(protocol::make_welcome(session_->id(), t_.ctx_.opts.heartbeat, t_.ctx_.transports, t_.ctx_.server_id));
+        peer_ = herald::peer(t_.ctx_.hub, std::move(who_), c->waker());
+        send(protocol::make_welcome(peer_.session()->id(), t_.ctx_.opts.heartbeat, t_.ctx_.transports, t_.ctx_.server_id));
     }
 
     void dispatch(const message_ptr& m) {
         switch (m->get_opcode()) {
         case websocketpp::frame::opcode::text:
-            if (state_ == state::open && session_) t_.ctx_.hub.handle(session_, m->get_payload());
+            if (state_ == state::open && peer_.session()) peer_.apply(m->get_payload());
             return;
         case websocketpp::frame::opcode::ping:
             if (state_ == state::open) control(websocketpp::frame::opcode::pong, m->get_payload());
@@ -289,12 +290,13 @@ private:
     // session's capped queue (where the slow-consumer rule sees it).
     void pump() {
         auto c = conn_.lock();
-        if (!c || !session_ || state_ != state::open || c->writing()) return;
+        const session_ptr& session = peer_.session();
+        if (!c || !session || state_ != state::open || c->writing()) return;
         // One batch vector per thread: pump never re-enters itself (writes complete or wait
         // without calling back), and idle connections keep none.
         thread_local std::vector<frame_ptr> batch;
         batch.clear();
-        const bool open = session_->take(batch);
+        const bool open = session->take(batch);
         if (!batch.empty()) {
             for (frame_ptr& f : batch) detail::queue_text_frame(*c, std::move(f));
             c->flush();
@@ -303,7 +305,7 @@ private:
         batch.clear();
         if (batch.capacity() > 4096) std::vector<frame_ptr>().swap(batch);
         if (!open) {
-            if (session_->close_reason() == error::slow_consumer)
+            if (session->close_reason() == error::slow_consumer)
                 close(close_slow_consumer, "slow consumer: resume from your cursors");
             else
                 close(close_drain, "session closed");
@@ -356,18 +358,13 @@ private:
         if (c) c->close_after_flush();
     }
 
-    void finish() {
-        if (session_) {
-            t_.ctx_.hub.close_session(session_);
-            session_.reset();
-        }
-    }
+    void finish() { peer_.release(); }
 
     websocket& t_;
     std::weak_ptr<net::connection> conn_;
     principal who_;
     detail::websocket_processor proc_;
-    session_ptr session_;
+    herald::peer peer_;  // from the handshake on
     clock::time_point last_rx_, last_tx_;
     std::optional<clock::time_point> closing_since_;
     state state_ = state::handshake;
@@ -375,27 +372,20 @@ private:
 
 inline bool websocket::serve(const net::connection_ptr& c, http_request& r) {
     if (r.path() != opts_.path) return false;
-    if (!ctx_.origin_allowed(r)) {
-        c->respond(r, http_response::error(403, error::forbidden, "origin not allowed"));
+    // Without `Upgrade: websocket` (a proxy dropped it) the answer is 426 naming the cause, so
+    // that clients fall back and herald-doctor can tell.
+    auto upgrade_asked = [](const http_request& r) -> std::optional<http_response> {
+        const std::string_view upgrade = r.header("upgrade");
+        if (r.method == "GET" && upgrade.size() == 9 && equal_nocase(upgrade, "websocket")) return std::nullopt;
+        return http_response::refusal(426, error::malformed_frame,
+            "WebSocket upgrade expected: the Upgrade/Connection headers did not arrive (a proxy in between may drop them)");
+    };
+    net::admission a = ctx_.admit(r, upgrade_asked);
+    if (!a) {
+        c->respond(r, std::move(a.refusal), false);
         return true;
     }
-    if (ctx_.draining) {
-        c->respond(r, http_response::error(503, error::shutting_down), false);
-        return true;
-    }
-    const std::string_view upgrade = r.header("upgrade");
-    if (r.method != "GET" || upgrade.size() != 9 || !equal_nocase(upgrade, "websocket")) {
-        c->respond(r, http_response::error(426, error::malformed_frame,
-            "WebSocket upgrade expected: the Upgrade/Connection headers did not arrive (a proxy in between may drop them)"),
-            false);
-        return true;
-    }
-    std::optional<principal> who = ctx_.hub.authenticate(r);
-    if (!who) {
-        c->respond(r, http_response::error(401, error::unauthenticated), false);
-        return true;
-    }
-    auto s = std::make_shared<stream>(*this, c, std::move(*who));
+    auto s = std::make_shared<stream>(*this, c, std::move(*a.who));
     c->upgrade(s);  // feeds the handshake bytes to websocketpp
     return true;
 }

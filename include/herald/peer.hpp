@@ -1,0 +1,166 @@
+// herald — one client as the herald.v1 protocol sees it, whatever carries its frames.
+//
+// Every transport has the same client side: open a hub session, apply the client's requests
+// (subscribe with resume, unsubscribe, publish when the authorizer allows, pong), and queue
+// each answer and error frame into the session. It is written once, here (Centrifuge's
+// client.go is the model); a transport keeps only its framing and its I/O: it feeds a peer
+// the client's frames and writes what the peer's session queues.
+//
+// Why "peer": `session` is the hub's queue of one client, `inmemory::client` and herald.js's
+// `Client` are client APIs; a peer is the other end of one herald.v1 conversation.
+#pragma once
+
+#include <herald/authorizer.hpp>
+#include <herald/error.hpp>
+#include <herald/frame.hpp>
+#include <herald/hub.hpp>
+#include <herald/protocol.hpp>
+#include <herald/session.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+namespace herald {
+
+/// Publishes a client's publish request for `who` (read during the call only), or as the
+/// server itself when `who` is null (no authorizer check: for callers that proved they are
+/// the server, e.g. with server_options::publish_secret), and hands `ack(frame_ptr)` the answer: `published` with
+/// the position, or `error` (forbidden, or an error of hub::async_publish) naming the channel
+/// and request id. `ack` runs once: at once when refused or with the local backplane, on the
+/// backplane's thread with a remote one.
+template <class Ack>
+void publish_for(hub& h, const principal* who, protocol::request r, Ack ack) {
+    if (who && !h.may(*who, action::publish, r.channel)) {
+        ack(protocol::make_error(error::forbidden, r.channel, r.id));
+        return;
+    }
+    std::string channel = r.channel;
+    h.async_publish(std::move(channel), std::move(r.data),
+                    [ack = std::move(ack), channel = std::move(r.channel), id = r.id](std::error_code e, position p) mutable {
+                        ack(e ? protocol::make_error(e, channel, id) : protocol::make_published(channel, std::move(p), id));
+                    });
+}
+
+/// One client of a hub, as the protocol sees it: it owns the client's hub session (opened by
+/// the constructor, closed by close(), release() or the destructor) and applies the
+/// client's requests.
+/// Answers go into the session's queue, as every frame the hub sends; the transport writes
+/// them when the session wakes it.
+///
+/// Two forms of each request: apply() takes a herald.v1 client frame and queues an `error`
+/// frame for a request that fails (the wire's way); subscribe(), unsubscribe() and the
+/// synchronous publish() return the error and queue nothing for it (the C++ way, for the
+/// in-memory transport).
+///
+/// Thread safety: not thread-safe; use a peer from one thread at a time (a connection's
+/// strand). The hub feeds its session from any thread.
+class peer {
+public:
+    /// No session: open() is false and every request fails with error::session_closed.
+    peer() noexcept = default;
+
+    /// Opens a session on `h` for `who`; `wake` as for hub::open_session.
+    peer(hub& h, principal who, session::wake_function wake)
+        : hub_(&h), session_(h.open_session(std::move(who), std::move(wake))) {}
+
+    peer(peer&& o) noexcept : hub_(o.hub_), session_(std::move(o.session_)) {}
+    peer& operator=(peer&& o) noexcept {
+        if (this != &o) {
+            close();
+            hub_ = o.hub_;
+            session_ = std::move(o.session_);
+        }
+        return *this;
+    }
+    peer(const peer&) = delete;
+    peer& operator=(const peer&) = delete;
+    ~peer() { close(); }
+
+    /// Whether the peer has a session that the hub has not closed.
+    bool open() const noexcept { return session_ && !session_->closed(); }
+    /// The session (null after release()): the transport takes its frames from it.
+    const session_ptr& session() const noexcept { return session_; }
+
+    /// Applies one herald.v1 client frame: subscribe (with `since`: the resume),
+    /// unsubscribe, publish (when the authorizer allows; the `published` or `error` ack is
+    /// queued once the backplane ordered it), pong/ping (nothing to do). A request that fails
+    /// queues an `error` frame naming its channel and id; the session stays up.
+    /// @returns the error queued, if any (a publish's later ack is not counted).
+    std::error_code apply(std::string_view text) {
+        std::error_code ec;
+        protocol::request r = protocol::parse_request(text, ec);
+        if (ec) {
+            refuse(ec, r.channel, r.id);
+            return ec;
+        }
+        return apply(std::move(r));
+    }
+
+    /// The same for a request parsed already (e.g. a long-poll's channels).
+    std::error_code apply(protocol::request r) {
+        std::error_code ec;
+        switch (r.type) {
+        case protocol::request::kind::pong: return {};
+        case protocol::request::kind::subscribe: ec = subscribe(r.channel, std::move(r.since), r.id); break;
+        case protocol::request::kind::unsubscribe: ec = unsubscribe(r.channel, r.id); break;
+        case protocol::request::kind::publish:
+            if (!session_) { ec = error::session_closed; break; }
+            publish_for(*hub_, &session_->who(), std::move(r), [s = session_](frame_ptr ack) { s->push(std::move(ack)); });
+            return {};
+        }
+        if (ec) refuse(ec, r.channel, r.id);
+        return ec;
+    }
+
+    /// Queues an `error` frame (see protocol::make_error): for a request the transport refused
+    /// while reading it (e.g. a long-poll cursor that is not one).
+    void refuse(std::error_code ec, std::string_view channel = {}, std::uint64_t id = 0, std::string_view message = {}) {
+        if (session_) session_->push(protocol::make_error(ec, channel, id, message));
+    }
+
+    /// Subscribes to `channel` after `since` (none: from now); see hub::subscribe. @returns
+    /// forbidden, invalid_channel, too_many_subscriptions or session_closed, and queues nothing.
+    std::error_code subscribe(std::string_view channel, std::optional<position> since = {}, std::uint64_t id = 0) {
+        if (!session_) return error::session_closed;
+        return hub_->subscribe(session_, channel, std::move(since), id);
+    }
+
+    /// Unsubscribes and queues `unsubscribed`. @returns not_subscribed, invalid_channel or
+    /// session_closed.
+    std::error_code unsubscribe(std::string_view channel, std::uint64_t id = 0) {
+        if (!session_) return error::session_closed;
+        return hub_->unsubscribe(session_, channel, id);
+    }
+
+    /// Publishes as this peer's principal (checked with action::publish), waiting for the
+    /// position as hub::publish does. @returns the position; on failure `ec` is
+    /// session_closed, forbidden, or an error of hub::publish. Queues nothing.
+    position publish(std::string_view channel, std::string_view data, std::error_code& ec) {
+        ec.clear();
+        if (!open()) { ec = error::session_closed; return {}; }
+        if (!hub_->may(session_->who(), action::publish, channel)) { ec = error::forbidden; return {}; }
+        return hub_->publish(channel, data, ec);
+    }
+
+    /// Closes the session (the hub drops it from its channels); what it queued can still be
+    /// taken. Idempotent.
+    void close(std::error_code reason = {}) {
+        if (session_) hub_->close_session(session_, reason);
+    }
+
+    /// Closes the session and lets it go: session() is null after (a transport's "done").
+    void release() {
+        close();
+        session_.reset();
+    }
+
+private:
+    hub* hub_ = nullptr;
+    session_ptr session_;
+};
+
+} // namespace herald
