@@ -4,9 +4,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { startServer, tcpProxy, sleep } from '../protocol/harness.mjs';
+import { startServer, tcpProxy, sleep, freePort } from '../protocol/harness.mjs';
 import { decodePng, countPixels } from './png.mjs';
 import { startNginx } from '../proxy/nginx.mjs';
 
@@ -27,14 +26,6 @@ before(async () => {
 after(async () => { await browser?.close(); });
 
 const demo = (args = []) => startServer(['--interval-ms', '0', '--heartbeat-ms', '2000', ...args], demoBinary);
-
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** Opens the demo as `user` at `base`; returns the page and what its console said. */
 async function open(base, user = 'alice') {

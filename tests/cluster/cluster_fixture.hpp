@@ -10,6 +10,8 @@
 #include <asio/io_context.hpp>
 #include <hiredis/hiredis.h>
 
+#include "support/recorder.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -44,11 +46,8 @@ namespace cluster {
 using namespace std::chrono_literals;
 using clock = std::chrono::steady_clock;
 
-/// Load factor for sanitizer builds: HERALD_STRESS_SCALE=10 divides the loads by ten.
-inline int scale() {
-    const char* s = std::getenv("HERALD_STRESS_SCALE");
-    return s ? std::max(1, std::atoi(s)) : 1;
-}
+using herald::test::range;
+using herald::test::scale;  // HERALD_STRESS_SCALE=10 divides the loads by ten (sanitizer builds)
 
 /// Polls `done` until it holds or `timeout` passes. @returns whether it holds.
 inline bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s) {
@@ -284,11 +283,5 @@ struct follower {
         return of(herald::frame_type::subscribed, channel).size() > before ? subscribed(channel) : nullptr;
     }
 };
-
-inline std::vector<std::uint64_t> range(std::uint64_t from, std::uint64_t to) {
-    std::vector<std::uint64_t> v;
-    for (auto i = from; i <= to; ++i) v.push_back(i);
-    return v;
-}
 
 } // namespace cluster

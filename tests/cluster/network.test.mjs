@@ -7,19 +7,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
-import { startServer, client, WebSocket, sleep } from '../protocol/harness.mjs';
+import { startServer, client, WebSocket, sleep, freePort } from '../protocol/harness.mjs';
 import { startNginx } from '../proxy/nginx.mjs';
 import { connect } from '../../clients/js/herald.js';
 
 const redisBinary = process.env.HERALD_REDIS || '/usr/bin/redis-server';
-
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function startRedis(port) {
   port ??= await freePort();

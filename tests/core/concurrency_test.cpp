@@ -3,10 +3,11 @@
 #include <herald.hpp>
 #include <herald/transport/inmemory.hpp>
 
+#include "support/recorder.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
-#include <cstdlib>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -14,13 +15,8 @@
 
 using namespace std::chrono_literals;
 
-namespace {
 // Sanitizer builds run a smaller load (HERALD_STRESS_SCALE=10 divides it by ten).
-int scale() {
-    const char* s = std::getenv("HERALD_STRESS_SCALE");
-    return s ? std::max(1, std::atoi(s)) : 1;
-}
-} // namespace
+using herald::test::scale;
 
 TEST_CASE("concurrency: 4 publishers x 100k messages over 100 channels, 1000 subscribers, exactly once, in order") {
     const int publishers = 4, per_publisher = 100000 / scale(), channels = 100, subscribers = 1000, consumers = 2;

@@ -2,6 +2,8 @@
 #include <herald.hpp>
 #include <herald/transport/inmemory.hpp>
 
+#include "support/recorder.hpp"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -13,40 +15,9 @@ using namespace std::chrono_literals;
 using herald::frame;
 using herald::frame_type;
 
-namespace {
-
-struct received {
-    std::vector<const frame*> all;
-    std::vector<herald::frame_ptr> keep;
-    std::vector<std::uint64_t> offsets(const std::string& channel) const {
-        std::vector<std::uint64_t> o;
-        for (auto* f : all)
-            if (f->type == frame_type::message && f->channel == channel) o.push_back(f->pos.offset);
-        return o;
-    }
-    const frame* last_of(frame_type t) const {
-        for (auto it = all.rbegin(); it != all.rend(); ++it)
-            if ((*it)->type == t) return *it;
-        return nullptr;
-    }
-};
-
-received drain(herald::transport::inmemory::client& c) {
-    received r;
-    r.keep = c.receive();
-    for (auto& f : r.keep) r.all.push_back(f.get());
-    return r;
-}
-
-std::vector<std::uint64_t> range(std::uint64_t from, std::uint64_t to) {
-    std::vector<std::uint64_t> v;
-    for (auto i = from; i <= to; ++i) v.push_back(i);
-    return v;
-}
-
-std::string payload(int i) { return "{\"n\":" + std::to_string(i) + "}"; }
-
-} // namespace
+using herald::test::drain;
+using herald::test::payload;
+using herald::test::range;
 
 TEST_CASE("contract: every message gets its channel's next offset and the channel's epoch") {
     herald::hub hub;
@@ -77,7 +48,7 @@ TEST_CASE("contract: a subscriber sees a channel's messages in offset order, eac
     CHECK(r.offsets("other") == range(1, 10));
     // The payload is the publisher's JSON, as is.
     const frame* first = nullptr;
-    for (auto* f : r.all) if (f->type == frame_type::message) { first = f; break; }
+    if (auto m = r.of(frame_type::message); !m.empty()) first = m.front();
     REQUIRE(first);
     CHECK(first->data() == "{\"n\":0}");
     // Subscribing twice does not deliver twice.
@@ -339,9 +310,7 @@ TEST_CASE("bad input: invalid channel, non-JSON payload, oversized payload get c
     CHECK(c.apply(R"({"type":"subscribe","channel":"a b"})") == herald::error::invalid_channel);
     CHECK(c.apply(R"({"type":"publish","channel":"ok","data":{"from":"client"},"id":8})") == std::error_code{});
     auto r = drain(c);
-    int errors = 0;
-    for (auto* f : r.all) errors += f->type == frame_type::error;
-    CHECK(errors == 3);
+    CHECK(r.of(frame_type::error).size() == 3);
     CHECK(r.offsets("ok") == std::vector<std::uint64_t>{2});
     const frame* ack = r.last_of(frame_type::published);
     REQUIRE(ack);

@@ -1,17 +1,23 @@
-// Internals of the publish path, each against the standard piece it replaced: the payload
-// check (herald::detail::is_json_value) against nlohmann::json::accept, the channel index
+// Internals of the publish path: a channel's history (herald::detail::history) on its own,
+// and two pieces each against the standard one it replaced: the payload check
+// (herald::detail::is_json_value) against nlohmann::json::accept, the channel index
 // (herald::detail::name_table) against std::unordered_map.
+#include <herald/protocol.hpp>
+#include <herald/detail/history.hpp>
 #include <herald/detail/json_check.hpp>
 #include <herald/detail/name_table.hpp>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include <random>
+#include <chrono>
 #include <memory>
+#include <random>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -35,6 +41,36 @@ const std::string max_double_midpoint =
     "270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497792e308";
 
 } // namespace
+
+TEST_CASE("history: bounded by count and by age, contiguous, answers since()") {
+    herald::detail::history h({3, 1000ms});
+    const auto t0 = std::chrono::steady_clock::now();
+    auto msg = [](std::uint64_t off) { return herald::protocol::make_message("c", {"e", off}, "1"); };
+    for (std::uint64_t i = 1; i <= 5; ++i) h.append(msg(i), t0);
+    CHECK(h.size() == 3);  // 3, 4, 5
+
+    std::vector<herald::frame_ptr> out;
+    CHECK(h.since(2, 5, out, t0));
+    REQUIRE(out.size() == 3);
+    CHECK(out.front()->pos.offset == 3);
+    out.clear();
+    CHECK(h.since(5, 5, out, t0));  // nothing missed
+    CHECK(out.empty());
+    CHECK_FALSE(h.since(1, 5, out, t0));  // 2 is gone
+    CHECK(out.empty());
+    CHECK_FALSE(h.since(6, 5, out, t0));  // a cursor ahead of the head is not from this stream
+
+    CHECK_FALSE(h.since(3, 5, out, t0 + 2000ms));  // all aged out
+    CHECK(h.empty());
+
+    herald::detail::history g({10, 1000ms});
+    g.append(msg(1), t0);
+    g.append(msg(2), t0);
+    g.append(msg(7), t0);  // a gap: history restarts so that it stays contiguous
+    CHECK(g.size() == 1);
+    CHECK_FALSE(g.since(1, 7, out, t0));
+    CHECK(g.since(6, 7, out, t0));
+}
 
 TEST_CASE("payload check: hand-picked inputs, as nlohmann::json::accept answers them") {
     std::vector<std::string> cases = {

@@ -4,96 +4,22 @@
 #include <herald.hpp>
 #include <herald/transport/inmemory.hpp>
 
+#include "support/recorder.hpp"
+#include "support/scripted_backplane.hpp"
+
 #include <catch2/catch.hpp>
 
-#include <deque>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 using herald::frame_type;
 using herald::position;
+using herald::test::range;
+using herald::test::received;
+using herald::test::scripted_backplane;
 
 namespace {
-
-/// A remote-ordering backplane in the test's hands. It orders each channel itself (one stream,
-/// bounded history, an epoch), delivers each message to the hub as it orders it, unless the
-/// test cuts the "connection"; it reads a fetch when asked and answers it at once, or when
-/// the test releases it.
-class scripted_backplane {
-public:
-    static constexpr std::string_view name = "scripted";
-    static constexpr bool orders_locally = false;
-
-    struct stream {
-        std::string epoch;
-        std::uint64_t head = 0;
-        std::deque<std::pair<std::uint64_t, std::string>> history;
-    };
-    struct world {
-        herald::backplane_sink* sink = nullptr;
-        std::map<std::string, stream> channels;
-        std::size_t max_history = 100;
-        int epochs = 0;
-        bool connected = true;     // false: ordered messages do not reach the hub
-        bool hold_fetches = false; // true: answers wait for release()
-        bool fail_fetches = false;
-        std::vector<std::function<void()>> held;
-        std::map<std::string, bool> last_wanted;  // what deliver/resync returned, per channel
-
-        stream& of(const std::string& c) {
-            stream& s = channels[c];
-            if (s.epoch.empty()) s.epoch = "e" + std::to_string(++epochs);
-            return s;
-        }
-        position publish(const std::string& c, const std::string& data) {
-            stream& s = of(c);
-            s.history.emplace_back(++s.head, data);
-            if (s.history.size() > max_history) s.history.pop_front();
-            if (connected) last_wanted[c] = sink->deliver(c, {s.epoch, s.head}, data);
-            return {s.epoch, s.head};
-        }
-        /// The backplane lost the channel (Redis restarted empty): a new epoch from offset 0.
-        void lose(const std::string& c) { channels.erase(c); }
-        /// The "connection" is back: the hub re-fetches what it missed.
-        void reconnect(const std::string& c) {
-            connected = true;
-            last_wanted[c] = sink->resync(c);
-        }
-        void release() {
-            auto answers = std::move(held);
-            for (auto& a : answers) a();
-        }
-    };
-
-    explicit scripted_backplane(std::shared_ptr<world> w) : w_(std::move(w)) {}
-
-    void attach(herald::backplane_sink& s) { w_->sink = &s; }
-    void detach() { w_->sink = nullptr; }
-    void publish(std::string c, std::string d, herald::publish_handler h) { h({}, w_->publish(c, d)); }
-    void fetch(std::string c, std::optional<position> since, herald::fetch_handler h) {
-        if (w_->fail_fetches) return h(herald::error::backplane_unavailable, {});
-        // Read now (Redis runs the script now), answer now or later (the reply is on its way).
-        herald::fetch_result r;
-        stream& s = w_->of(c);
-        r.head = {s.epoch, s.head};
-        if (since) {
-            r.recovered = since->epoch == s.epoch && since->offset <= s.head &&
-                          (since->offset == s.head || (!s.history.empty() && s.history.front().first <= since->offset + 1));
-            for (auto& [offset, data] : s.history)
-                if (r.recovered && offset > since->offset)
-                    r.messages.push_back(herald::protocol::make_message(c, {s.epoch, offset}, data));
-        }
-        auto answer = [h = std::move(h), r = std::move(r)]() mutable { h({}, std::move(r)); };
-        if (w_->hold_fetches) w_->held.push_back(std::move(answer));
-        else answer();
-    }
-
-private:
-    std::shared_ptr<world> w_;
-};
-static_assert(herald::is_backplane_v<scripted_backplane>);
 
 struct setup {
     std::shared_ptr<scripted_backplane::world> world = std::make_shared<scripted_backplane::world>();
@@ -109,31 +35,6 @@ struct setup {
         for (int i = 0; i < n; ++i) hub.publish(c, std::to_string(i));
     }
 };
-
-struct received {
-    std::vector<herald::frame_ptr> frames;
-    void take(herald::transport::inmemory::client& c) {
-        for (auto& f : c.receive()) frames.push_back(std::move(f));
-    }
-    std::vector<std::uint64_t> offsets() const {
-        std::vector<std::uint64_t> o;
-        for (auto& f : frames)
-            if (f->type == frame_type::message) o.push_back(f->pos.offset);
-        return o;
-    }
-    std::vector<const herald::frame*> subscribed() const {
-        std::vector<const herald::frame*> s;
-        for (auto& f : frames)
-            if (f->type == frame_type::subscribed) s.push_back(f.get());
-        return s;
-    }
-};
-
-std::vector<std::uint64_t> range(std::uint64_t from, std::uint64_t to) {
-    std::vector<std::uint64_t> v;
-    for (auto i = from; i <= to; ++i) v.push_back(i);
-    return v;
-}
 
 } // namespace
 

@@ -1,4 +1,5 @@
-// Starts herald-test-server for a test and talks to it: shared by the protocol and browser tests.
+// Starts herald-test-server for a test and talks to it: shared by the protocol, browser, cluster
+// and proxy tests.
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -38,6 +39,18 @@ export async function startServer(args = [], binary = serverBinary) {
       return r;
     },
   };
+}
+
+/** A TCP port free on 127.0.0.1 now (another process may take it before you bind it). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 export async function publish(server, channel, data, n = 1) {

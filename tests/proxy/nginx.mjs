@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../protocol/harness.mjs';
 
 export const nginxBinary = process.env.HERALD_NGINX || '/usr/sbin/nginx';
 
@@ -93,17 +94,6 @@ ${locations}
     }
 }
 `;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function accepts(port) {
