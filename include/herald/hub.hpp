@@ -152,7 +152,9 @@ public:
     /// Subscribes `s` to `channel`. Queues `subscribed` (position = channel head) and, when
     /// `since` is given and the history still holds everything after it, the missed messages,
     /// then live ones. `recovered` is false when `since` is in another epoch or older than
-    /// the history. Subscribing again to a followed channel re-runs the resume from `since`.
+    /// the history, or when the replay does not fit the session's queue caps (the answer and
+    /// the replay count in them; a session whose queue cannot take even the answer is closed
+    /// with slow_consumer). Subscribing again to a followed channel re-runs the resume from `since`.
     ///
     /// The answer comes from the backplane's fetch: at once with the local backplane (the
     /// frames are queued when subscribe returns), a round trip later with a remote one. Until

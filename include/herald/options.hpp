@@ -33,7 +33,8 @@ inline void log_to_stderr(log_level level, std::string_view text) {
 /// A replay goes through the subscriber's queue like any frame, so a channel's whole history
 /// must fit a fresh session: keep `max_messages` below session_options::max_queued_messages
 /// and `max_bytes` below session_options::max_queued_bytes (the defaults: 1000 < 4096 and
-/// 1 MiB < 4 MiB). A replay that does not fit closes the session as slow_consumer.
+/// 1 MiB < 4 MiB). A replay that does not fit the session's queue (several resumes at once,
+/// unread) is not sent: the answer is `subscribed` with `recovered: false` at the head.
 struct history_options {
     /// Messages kept per channel.
     std::size_t max_messages = 1000;

@@ -1,6 +1,7 @@
 // A herald server for the protocol and browser tests: the WebSocket transport (and long-poll
 // when built with it), knobs on the command line, and test-only HTTP endpoints to publish.
 //   herald-test-server --port 0 [--heartbeat-ms N] [--max-bytes N] [--queue N] [--history N]
+//                      [--origin O]... [--trust-forwarded-proto]
 // Prints "port N" on its first line. SIGTERM drains (reconnect frames), then exits.
 #include <herald/server.hpp>
 
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
     app.add_option("--drain-spread-ms", drain_spread_ms);
     app.add_option("--drain-timeout-ms", drain_timeout_ms);
     app.add_option("--origin", origins, "allowed origin (repeatable)");
+    app.add_flag("--trust-forwarded-proto", opts.trust_forwarded_proto, "believe X-Forwarded-Proto: https in the origin check");
     app.add_flag("!--no-websocket", websocket);
     app.add_flag("!--no-longpoll", longpoll);
     CLI11_PARSE(app, argc, argv);
