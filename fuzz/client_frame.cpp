@@ -1,5 +1,5 @@
 // herald-fuzz-client-frame: a herald.v1 client frame, parsed (protocol::parse_request) and then
-// applied to real hub sessions as a transport applies it (hub::handle), under a
+// applied to real hub sessions as a transport applies it (herald::peer::apply), under a
 // rule_authorizer. Checks: no crash, no hang, and
 //  - a frame that parses names a valid channel, and a publish carries one JSON value;
 //  - every frame the hub queues in answer is itself valid JSON.
@@ -42,8 +42,7 @@ herald::hub& the_hub() {
     return hub;
 }
 
-// The one place the harness applies a client frame, as the transports do today. When the
-// per-client layer takes over from hub::handle, re-point this call.
+// The one place the harness applies a client frame, as every transport does (herald::peer).
 void apply_client_frame(herald::peer& client, std::string_view text) {
     client.apply(text);
 }

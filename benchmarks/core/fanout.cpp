@@ -91,6 +91,9 @@ public:
     static constexpr const char* name = "herald";
 
     explicit herald_side(const layout& l) : hub_(options()), subs_(new subscriber[static_cast<std::size_t>(l.sessions)]) {
+        herald::rule_authorizer followers;  // the sessions follow any channel; the hub publishes
+        followers.allow(herald::action::subscribe, "**");
+        hub_.set_authorizer(std::move(followers));
         for (int c = 0; c < l.channels; ++c) names_.push_back(channel_name(c));
         for (int s = 0; s < l.sessions; ++s) {
             subscriber& sub = subs_[static_cast<std::size_t>(s)];

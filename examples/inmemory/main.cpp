@@ -7,7 +7,10 @@
 #include <string>
 
 int main() {
-    herald::hub hub;                       // local backplane, anyone may subscribe
+    herald::hub hub;                       // local backplane; refuses every client until told
+    herald::rule_authorizer auth;          // the job may follow project items, not publish
+    auth.allow(herald::action::subscribe, "project.*.items");
+    hub.set_authorizer(auth);
     herald::transport::inmemory mem(hub);
 
     auto job = mem.connect();              // e.g. a search indexer following project changes

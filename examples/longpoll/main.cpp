@@ -11,6 +11,9 @@ int main() {
     herald::server_options opts;
     opts.port = 8082;
     herald::server server(opts);  // both transports compiled in ...
+    herald::rule_authorizer auth;  // anyone may follow the counter; no client publishes
+    auth.allow(herald::action::subscribe, "counter");
+    server.set_authorizer(auth);
     server.options_of<herald::transport::websocket>().enabled = false;  // ... one switched off
     server.handle("/", [](const herald::http_request&) {
         herald::http_response r;

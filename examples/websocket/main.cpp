@@ -21,6 +21,10 @@ int main() {
     herald::server_options opts;
     opts.port = 8081;
     herald::websocket_server server(opts);
+    // Anyone may watch the clock; no client publishes (only this process does, to any channel).
+    herald::rule_authorizer auth;
+    auth.allow(herald::action::subscribe, "clock");
+    server.set_authorizer(auth);
     server.handle("/", [](const herald::http_request&) {
         herald::http_response r;
         r.content_type = "text/html; charset=utf-8";

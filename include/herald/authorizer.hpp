@@ -1,5 +1,5 @@
-// herald — who a client is, and what it may do. The Authorizer requirement, the permissive
-// default and a rule-based authorizer.
+// herald — who a client is, and what it may do. The Authorizer requirement, the refusing
+// default, the explicitly insecure open policy and a rule-based authorizer.
 #pragma once
 
 #include <algorithm>
@@ -103,9 +103,21 @@ struct is_authorizer<
 template <class A>
 inline constexpr bool is_authorizer_v = is_authorizer<A>::value;
 
-/// The default: everyone connects, anonymously, and may subscribe and publish anywhere.
-/// Fine for a demo or a trusted network; a CMS wants rule_authorizer or its own.
-struct allow_all {
+/// The default, when no authorizer is set: everyone connects, anonymously, and may subscribe
+/// to and publish on nothing (each subscribe and client publish gets the `forbidden` error
+/// frame). The hub logs "no authorizer: every subscribe and publish is refused; see README"
+/// once. Install rule_authorizer (or your own) to let clients in.
+struct deny_all {
+    std::optional<principal> authenticate(const request_info&) const { return principal{}; }
+    bool may(const principal&, action, std::string_view) const { return false; }
+};
+
+/// Everyone connects, anonymously, and may subscribe and publish to any channel: another
+/// user's notifications and the server's own channels included. For tests, benchmarks and
+/// trusted networks only; hub::set_authorizer logs a warning when it is installed. It was
+/// `allow_all`, the default, in 0.1: that name is gone (not a deprecated alias) so that code
+/// that named it stops compiling and its author chooses rules or this name knowingly.
+struct insecure_allow_all {
     std::optional<principal> authenticate(const request_info&) const { return principal{}; }
     bool may(const principal&, action, std::string_view) const { return true; }
 };
@@ -177,7 +189,8 @@ private:
     std::vector<rule> rules_;
 };
 
-static_assert(is_authorizer_v<allow_all>);
+static_assert(is_authorizer_v<deny_all>);
+static_assert(is_authorizer_v<insecure_allow_all>);
 static_assert(is_authorizer_v<rule_authorizer>);
 
 } // namespace herald

@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 
 namespace herald {
@@ -35,6 +36,7 @@ struct hub_stats {
     std::uint64_t refetches = 0;       ///< remote backplane: channels re-fetched after a gap, an epoch change or a reconnect
     std::uint64_t sessions = 0;        ///< open now
     std::uint64_t channels = 0;        ///< held now (with subscribers or history)
+    std::uint64_t history_bytes = 0;   ///< kept now in the channels' histories (hub_options::max_history_bytes bounds it)
 };
 
 /// The routing engine: it knows channels and sessions, not sockets. CMS code publishes to it
@@ -49,17 +51,18 @@ struct hub_stats {
 /// Thread safety: every member function may be called from any thread, concurrently.
 class hub final : private backplane_sink {
 public:
-    /// A hub on the local backplane that lets everyone in (allow_all).
+    /// A hub on the local backplane. Until set_authorizer() it refuses every subscribe and
+    /// publish of a client (deny_all); hub::publish, from the CMS, is never checked.
     explicit hub(hub_options opts = {}) : hub(std::move(opts), backplane::local{}) {}
 
     /// A hub on the given backplane. @tparam Backplane meets the Backplane requirements.
     template <class Backplane>
     hub(hub_options opts, Backplane bp)
-        : opts_(std::move(opts)), orders_here_(Backplane::orders_locally), channels_(opts_.history, orders_here_) {
+        : opts_(std::move(opts)), orders_here_(Backplane::orders_locally), channels_(opts_.history, opts_.max_history_bytes, orders_here_) {
         static_assert(is_backplane_v<Backplane>, "herald: Backplane type requirements not met (see backplane.hpp)");
         backplane_ = std::make_unique<detail::backplane_model<Backplane>>(std::move(bp));
         backplane_->attach(*this);
-        authorizer_.store(std::make_shared<detail::authorizer_model<allow_all>>(allow_all{}));
+        authorizer_.store(std::make_shared<detail::authorizer_model<deny_all>>(deny_all{}));
     }
 
     /// Detaches the backplane: its pending handlers get error::shutting_down.
@@ -70,10 +73,21 @@ public:
 
     /// Replaces the authorizer. @tparam Authorizer meets the Authorizer requirements.
     /// Sessions keep the principal they were opened with; new checks use the new rules.
+    /// Installing insecure_allow_all logs a warning.
     template <class Authorizer>
     void set_authorizer(Authorizer a) {
         static_assert(is_authorizer_v<Authorizer>, "herald: Authorizer type requirements not met (see authorizer.hpp)");
+        if constexpr (std::is_same_v<Authorizer, insecure_allow_all>)
+            log(log_level::warning, "insecure_allow_all: any client may subscribe and publish to any channel");
         authorizer_.store(std::make_shared<detail::authorizer_model<Authorizer>>(std::move(a)));
+        authorizer_set_.store(true, std::memory_order_relaxed);
+    }
+
+    /// Logs "no authorizer: every subscribe and publish is refused; see README", once, while
+    /// no authorizer was set. Servers call it at start; the hub itself at its first check.
+    void report_authorizer() const {
+        if (!authorizer_set_.load(std::memory_order_relaxed) && !no_authorizer_logged_.exchange(true))
+            log(log_level::warning, "no authorizer: every subscribe and publish is refused; see README");
     }
 
     /// The options the hub was made with (they do not change).
@@ -113,11 +127,17 @@ public:
 
     /// Who the client that sent `r` is, by the current authorizer; transports ask when a
     /// client connects. @returns nothing when the client is refused (transports answer 401).
-    std::optional<principal> authenticate(const request_info& r) const { return authorizer()->authenticate(r); }
+    std::optional<principal> authenticate(const request_info& r) const {
+        report_authorizer();
+        return authorizer()->authenticate(r);
+    }
 
     /// Whether `p` may do `a` on `channel`, by the current authorizer. subscribe() asks it
     /// itself; a publish for a client asks first (herald::peer and publish_for do).
-    bool may(const principal& p, action a, std::string_view channel) const { return authorizer()->may(p, a, channel); }
+    bool may(const principal& p, action a, std::string_view channel) const {
+        report_authorizer();
+        return authorizer()->may(p, a, channel);
+    }
 
     // ---- sessions ---------------------------------------------------------------------
 
@@ -132,7 +152,9 @@ public:
     /// Subscribes `s` to `channel`. Queues `subscribed` (position = channel head) and, when
     /// `since` is given and the history still holds everything after it, the missed messages,
     /// then live ones. `recovered` is false when `since` is in another epoch or older than
-    /// the history. Subscribing again to a followed channel re-runs the resume from `since`.
+    /// the history, or when the replay does not fit the session's queue caps (the answer and
+    /// the replay count in them; a session whose queue cannot take even the answer is closed
+    /// with slow_consumer). Subscribing again to a followed channel re-runs the resume from `since`.
     ///
     /// The answer comes from the backplane's fetch: at once with the local backplane (the
     /// frames are queued when subscribe returns), a round trip later with a remote one. Until
@@ -167,6 +189,7 @@ private:
     void publish_checked(std::string channel, std::string data, publish_handler done);
     std::error_code check_publish(std::string_view channel, std::string_view data) const;
     void fan_out(detail::channel_state& ch, const frame_ptr& f);
+    void count_slow(session& s);
     void log(log_level level, const std::string& text) const;
 
     // The subscribe/resume/repair state machine: impl/stream_join.hpp, which explains it.
@@ -200,6 +223,8 @@ private:
     std::atomic<std::uint64_t> slow_consumers_{0}, publish_errors_{0}, sessions_{0},
         refetches_{0};
     std::atomic<std::uint64_t> next_token_{0};  // names one fetch: subscribe or repair
+    std::atomic<bool> authorizer_set_{false};
+    mutable std::atomic<bool> no_authorizer_logged_{false};
 };
 
 } // namespace herald

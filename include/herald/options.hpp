@@ -25,17 +25,35 @@ inline void log_to_stderr(log_level level, std::string_view text) {
 }
 
 /// How much of each channel's past the hub keeps for resume. A message leaves the history
-/// when there are more than `max_messages` newer ones, or when it is older than `max_age`;
-/// the channel's epoch survives as long as the channel has history or subscribers.
+/// when there are more than `max_messages` newer ones, when it is older than `max_age`, or
+/// when the channel's history passes `max_bytes`; the channel's epoch survives as long as the
+/// channel has history or subscribers. A resume from a message the history no longer holds
+/// gets `subscribed` with `recovered: false` (the client refetches).
+///
+/// A replay goes through the subscriber's queue like any frame, so a channel's whole history
+/// must fit a fresh session: keep `max_messages` below session_options::max_queued_messages
+/// and `max_bytes` below session_options::max_queued_bytes (the defaults: 1000 < 4096 and
+/// 1 MiB < 4 MiB). A replay that does not fit the session's queue (several resumes at once,
+/// unread) is not sent: the answer is `subscribed` with `recovered: false` at the head.
 struct history_options {
+    /// Messages kept per channel.
     std::size_t max_messages = 1000;
+    /// Age past which a message leaves the history (checked at append, resume and sweep).
     std::chrono::milliseconds max_age = std::chrono::minutes(5);
+    /// Bytes kept per channel, counting each message frame's wire text (payload + ~100 bytes
+    /// of envelope). The oldest messages go first. Local backplane only: Redis trims by
+    /// count and age.
+    std::size_t max_bytes = 1024 * 1024;
 };
 
 /// Limits of one session (one client connection, on any transport).
 struct session_options {
-    /// Outbound queue caps: past either, the session is closed with error::slow_consumer
-    /// (WebSocket close code 4008); the client resumes from its cursor.
+    /// Outbound queue caps, in frames and in bytes of wire text: past either, the session is
+    /// closed with error::slow_consumer (WebSocket close code 4008) and its queue is dropped;
+    /// the client resumes from its cursor. Everything
+    /// queued counts: live messages, replays on resume, and the answers to the client's
+    /// requests (`subscribed`, `unsubscribed`, `error`), so a client that sends requests and
+    /// never reads is closed instead of growing memory.
     std::size_t max_queued_messages = 4096;
     std::size_t max_queued_bytes = 4 * 1024 * 1024;
     /// Channels one session may follow at once (error::too_many_subscriptions past it).
@@ -44,8 +62,15 @@ struct session_options {
 
 /// Options of a hub (hub::hub); servers pass theirs on. The defaults suit one server.
 struct hub_options {
-    /// How much of each channel's past is kept for resume (local backplane; Redis applies it too).
+    /// How much of each channel's past is kept for resume (local backplane; Redis applies its
+    /// count and age).
     history_options history;
+    /// Bytes of history the hub keeps over all its channels (local backplane), counted as
+    /// history_options::max_bytes. A channel whose append would pass it drops its own oldest
+    /// messages first; when it has none left, the new message is delivered live but not kept
+    /// (a resume that needed it gets `recovered: false`). Age, sweep and the per-channel bounds
+    /// free room again. hub_stats::history_bytes reports the count.
+    std::size_t max_history_bytes = 64 * 1024 * 1024;
     /// Limits of every session the hub opens.
     session_options session;
     /// Largest `data` accepted by publish, in bytes (error::payload_too_large past it).

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,9 +26,10 @@ class hub;
 
 /// One client of the hub. The hub pushes frames into the session's outbound queue (from any
 /// thread); the transport that owns the client takes them out, all pending at once, and
-/// writes them in one go. The queue is capped (session_options): a session whose transport
-/// cannot keep up is closed with error::slow_consumer rather than grow without bound, and
-/// its client resumes from its cursor.
+/// writes them in one go. The queue is capped (session_options), and every frame counts —
+/// live messages, replays and the answers to the client's requests: a session whose
+/// transport cannot keep up is closed with error::slow_consumer rather than grow without
+/// bound, and its client resumes from its cursor.
 ///
 /// Thread safety: all members are safe to call concurrently.
 class session {
@@ -102,6 +104,27 @@ public:
         return queued;
     }
 
+    /// Queues `frames`, in order, if all of them fit under the caps; otherwise queues none and
+    /// leaves the session open (the hub then answers something smaller). @returns whether
+    /// they were queued (false too when the session is closed).
+    bool push_all(std::vector<frame_ptr>& frames) {
+        {
+            std::lock_guard<detail::spin_lock> lock(mu_);
+            if (closed_) return false;
+            std::size_t bytes = 0;
+            for (const frame_ptr& f : frames) bytes += f->text.size();
+            if (queue_.size() + frames.size() > opts_.max_queued_messages || queued_bytes_ + bytes > opts_.max_queued_bytes)
+                return false;
+            const bool was_empty = queue_.empty();
+            queued_bytes_ += bytes;
+            queue_.insert(queue_.end(), std::make_move_iterator(frames.begin()), std::make_move_iterator(frames.end()));
+            frames.clear();
+            if (!was_empty) return true;
+        }
+        if (wake_) wake_();
+        return true;
+    }
+
     /// Closes the session: nothing more is queued; frames already queued can still be taken.
     /// @returns false when it was already closed.
     bool close(std::error_code reason = {}) {
@@ -124,20 +147,6 @@ private:
             queue_.clear();  // what it had not taken, it will get again on resume
             queued_bytes_ = 0;
         }
-    }
-
-    // Replayed history and control answers: bounded by the history and the request, they
-    // pass the caps (the frames are shared with the history, so they cost pointers only).
-    void push_forced(frame_ptr f) {
-        bool wake;
-        {
-            std::lock_guard<detail::spin_lock> lock(mu_);
-            if (closed_) return;
-            wake = queue_.empty();
-            queued_bytes_ += f->text.size();
-            queue_.push_back(std::move(f));
-        }
-        if (wake && wake_) wake_();
     }
 
     // Channel bookkeeping, used by the hub only.

@@ -214,6 +214,10 @@ struct server {
         loop = std::thread([this] { io.run(); });
         opts.log = logs.function();
         hub.emplace(std::move(opts), redis);
+        // The clients here follow any channel; none publishes (the servers do).
+        herald::rule_authorizer followers;
+        followers.allow(herald::action::subscribe, "**");
+        hub->set_authorizer(std::move(followers));
         mem.emplace(*hub);
     }
     ~server() {

@@ -6,6 +6,9 @@
 
 int main() {
     herald::hub hub;
+    herald::rule_authorizer rules;  // without one, every subscribe is refused
+    rules.allow(herald::action::subscribe, "projects");
+    hub.set_authorizer(rules);
     herald::transport::inmemory mem(hub);
     auto job = mem.connect();
     job.subscribe("projects");

@@ -6,6 +6,9 @@ int include_all_b();
 
 int main() {
     herald::hub h;
+    herald::rule_authorizer rules;  // without one, every subscribe is refused
+    rules.allow(herald::action::subscribe, "a");
+    h.set_authorizer(rules);
     herald::transport::inmemory mem(h);
     auto c = mem.connect();
     c.subscribe("a");

@@ -1,9 +1,10 @@
 // /herald/diagnose, which herald-doctor reads: the request as it arrived, `?hold=MS` answered
 // after MS without blocking the I/O thread, `?stream=1` in two parts 1.5 s apart (chunked to
-// HTTP/1.1, close-delimited to HTTP/1.0), and 400 for bad parameters.
+// HTTP/1.1, close-delimited to HTTP/1.0), and 400 for bad parameters. It echoes no
+// credentials, answers only allowed origins, and holds at most 8 answers at once.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, raw } from './harness.mjs';
+import { startServer, raw, sleep } from './harness.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
@@ -19,6 +20,48 @@ test('diagnose shows the request as it arrived', async () => {
   assert.equal(d.request.headers['X-Forwarded-For'] ?? d.request.headers['x-forwarded-for'], '10.1.2.3');
   assert.equal(d.server.protocol, 'herald.v1');
   assert.ok('connections' in d.stats);
+});
+
+test('diagnose echoes no credentials: Cookie, Authorization, Proxy-Authorization show their length only', async () => {
+  const secret = 'session=s3cr3t-value';
+  const res = await get('/herald/diagnose', { Cookie: secret, Authorization: 'Bearer tok3n', 'Proxy-Authorization': 'Basic eA==' });
+  assert.equal(res.status, 200);
+  const text = await res.text();
+  assert.ok(!text.includes('s3cr3t') && !text.includes('tok3n') && !text.includes('eA=='), text);
+  const h = Object.fromEntries(Object.entries(JSON.parse(text).request.headers).map(([k, v]) => [k.toLowerCase(), v]));
+  assert.equal(h.cookie, `<redacted, ${secret.length} bytes>`);
+  assert.equal(h.authorization, '<redacted, 12 bytes>');
+  assert.equal(h['proxy-authorization'], '<redacted, 10 bytes>');
+});
+
+test('diagnose answers allowed origins only: another site, another scheme, null get 403', async () => {
+  for (const origin of ['http://evil.example', `https://127.0.0.1:${server.port}`, 'null']) {
+    const r = await get('/herald/diagnose', { Origin: origin });
+    assert.equal(r.status, 403, origin);
+    assert.ok(!(await r.text()).includes('"request"'));
+  }
+  assert.equal((await get('/herald/diagnose', { Origin: `http://127.0.0.1:${server.port}` })).status, 200);
+});
+
+test('at most 8 held diagnose answers at once: the next gets 429 with Retry-After; others are still served', async () => {
+  const held = [];
+  for (let i = 0; i < 8; i++) {
+    const c = raw(server.port);
+    c.write('GET /herald/diagnose?hold=3000 HTTP/1.1\r\nHost: x\r\n\r\n');
+    held.push(c);
+  }
+  await sleep(300);
+  const busy = await get('/herald/diagnose?hold=10');
+  assert.equal(busy.status, 429);
+  assert.ok(Number(busy.headers.get('retry-after')) > 0);
+  const stream = await get('/herald/diagnose?stream=1');
+  assert.equal(stream.status, 429);
+  assert.equal((await get('/herald/diagnose')).status, 200);  // an immediate answer holds nothing
+  assert.equal((await get('/herald/info')).status, 200);
+  for (const c of held) c.sock.destroy();  // leaving gives the places back
+  await sleep(300);
+  const again = await get('/herald/diagnose?hold=10');
+  assert.equal(again.status, 200);
 });
 
 test('hold=MS answers after MS, and the single I/O thread serves others meanwhile', async () => {

@@ -8,10 +8,10 @@ let server;
 before(async () => { server = await startServer(['--history', '1000', '--max-bytes', '4096']); });
 after(async () => { assert.equal((await server.stop()).code, 0); });
 
-async function poll(body, { user, origin, raw } = {}) {
-  const headers = { 'Content-Type': 'text/plain' };
+async function poll(body, { user, origin, raw, headers: more = {}, on = server } = {}) {
+  const headers = { 'Content-Type': 'text/plain', ...more };
   if (origin) headers.Origin = origin;
-  const res = await fetch(`${server.url}/herald/poll${user ? `?user=${user}` : ''}`, {
+  const res = await fetch(`${on.url}/herald/poll${user ? `?user=${user}` : ''}`, {
     method: 'POST', headers, body: raw ?? JSON.stringify(body),
   });
   const text = await res.text();
@@ -111,6 +111,27 @@ test('bad input: each gets its status and a readable error, and the server goes 
   refusal({ status: get.status, body: await get.json() }, 405, 'malformed_frame');
   const ok = await poll({ channels: { 'public.lp.after': null } });
   assert.equal(ok.status, 200);
+});
+
+test('origin compared by scheme, host and port: https vs http, another port, null get 403', async () => {
+  for (const origin of [`https://127.0.0.1:${server.port}`, `http://127.0.0.1:${server.port + 1}`, 'http://127.0.0.1', 'null']) {
+    const r = await poll({ channels: {}, timeout: 0 }, { origin });
+    assert.equal(r.status, 403, origin);
+  }
+  const ok = await poll({ channels: { 'public.lp.origin': null } }, { origin: `http://127.0.0.1:${server.port}` });
+  assert.equal(ok.status, 200);
+  // X-Forwarded-Proto is believed only when the server is told to trust it.
+  const https = `https://127.0.0.1:${server.port}`, proto = { 'X-Forwarded-Proto': 'https' };
+  assert.equal((await poll({ channels: {}, timeout: 0 }, { origin: https, headers: proto })).status, 403);
+  const trusting = await startServer(['--trust-forwarded-proto']);
+  try {
+    const httpsThere = `https://127.0.0.1:${trusting.port}`;
+    assert.equal((await poll({ channels: {}, timeout: 0 }, { on: trusting, origin: httpsThere, headers: proto })).status, 200);
+    assert.equal((await poll({ channels: {}, timeout: 0 }, { on: trusting, origin: httpsThere })).status, 403);
+    assert.equal((await poll({ channels: {}, timeout: 0 }, { on: trusting, origin: `http://127.0.0.1:${trusting.port}`, headers: proto })).status, 403);
+  } finally {
+    assert.equal((await trusting.stop()).code, 0);
+  }
 });
 
 test('publish over HTTP: published with the position, or forbidden', async () => {

@@ -2,6 +2,7 @@
 // when built with it), knobs on the command line, and test-only HTTP endpoints to publish.
 //   herald-test-server --port 0 [--heartbeat-ms N] [--max-bytes N] [--queue N] [--history N]
 //                      [--publish-secret S]
+//                      [--origin O]... [--trust-forwarded-proto]
 // Prints "port N" on its first line. SIGTERM drains (reconnect frames), then exits.
 #include <herald/server.hpp>
 
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
     app.add_option("--drain-timeout-ms", drain_timeout_ms);
     app.add_option("--origin", origins, "allowed origin (repeatable)");
     app.add_option("--publish-secret", opts.publish_secret, "server-to-server publishing with this Bearer secret");
+    app.add_flag("--trust-forwarded-proto", opts.trust_forwarded_proto, "believe X-Forwarded-Proto: https in the origin check");
     app.add_flag("!--no-websocket", websocket);
     app.add_flag("!--no-longpoll", longpoll);
     CLI11_PARSE(app, argc, argv);

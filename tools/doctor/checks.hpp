@@ -506,7 +506,11 @@ inline finding check_headers(const settings& s, const server_facts&) {
     for (const auto& [name, value] : headers) {
         if (name == "User-Agent") continue;
         const auto a = got(name);
+        // herald shows credentials (Cookie, Authorization...) as "<redacted, N bytes>": that
+        // they arrived is all it tells.
+        const bool redacted = a && a->rfind("<redacted, ", 0) == 0;
         if (!a) lost.push_back(name);
+        else if (redacted) continue;
         else if (name == "Cookie" ? a->find("herald_doctor=" + mark) == std::string::npos
                                   : !(a->size() == value.size() && contains_nocase(*a, value)))
             changed.push_back(name + " (sent \"" + value + "\", arrived \"" + *a + "\")");

@@ -37,8 +37,8 @@ struct pending_subscriber {
 };
 
 struct channel_state {
-    channel_state(std::string_view n, std::uint64_t h, const history_options& o, bool ordered_here)
-        : hash(h), known(ordered_here), log(o) {
+    channel_state(std::string_view n, std::uint64_t h, const history_options& o, history_budget* budget, bool ordered_here)
+        : hash(h), known(ordered_here), log(o, budget) {
         if (n.size() <= sizeof short_name_) {
             std::memcpy(short_name_, n.data(), n.size());
             name = std::string_view(short_name_, n.size());
@@ -103,7 +103,12 @@ struct locked_channel {
 class channel_table {
 public:
     /// `ordered_here`: Backplane::orders_locally (a new channel's position is then known).
-    channel_table(history_options history, bool ordered_here) : history_(history), ordered_here_(ordered_here) {}
+    /// `max_history_bytes`: what all the channels' histories may keep together.
+    channel_table(history_options history, std::size_t max_history_bytes, bool ordered_here)
+        : history_(history), ordered_here_(ordered_here), budget_(max_history_bytes) {}
+
+    /// Bytes of history kept now, over every channel.
+    std::size_t history_bytes() const noexcept { return budget_.used.load(std::memory_order_relaxed); }
 
     /// The channel's state, created if need be, locked.
     locked_channel acquire(std::string_view channel) { return lock_channel(channel, true); }
@@ -174,7 +179,7 @@ private:
             if (!ch) {
                 std::unique_lock<std::shared_mutex> shard_lock(sh.mu);
                 if (auto* found = sh.map.find(channel, hash)) ch = *found;
-                else ch = sh.map.insert(hash, std::make_shared<channel_state>(channel, hash, history_, ordered_here_));
+                else ch = sh.map.insert(hash, std::make_shared<channel_state>(channel, hash, history_, &budget_, ordered_here_));
             }
             std::unique_lock<std::mutex> lock(ch->mu);
             if (!ch->dead) {
@@ -186,6 +191,7 @@ private:
 
     const history_options history_;
     const bool ordered_here_;
+    history_budget budget_;  // before shards_: the channels' histories give it back as they go
     std::array<shard, 64> shards_;
 };
 

@@ -139,6 +139,7 @@ inline hub_stats hub::stats() const {
     st.refetches = refetches_.load(std::memory_order_relaxed);
     st.sessions = sessions_.load(std::memory_order_relaxed);
     channels_.count(st.channels, st.published, st.deliveries);
+    st.history_bytes = channels_.history_bytes();
     return st;
 }
 
@@ -166,14 +167,19 @@ inline void hub::fan_out(detail::channel_state& ch, const frame_ptr& f) {
             ++n;
         } else {
             dropped = true;
-            if (sub.s->close_reason() == error::slow_consumer && !sub.s->slow_counted_.exchange(true))
-                slow_consumers_.fetch_add(1, std::memory_order_relaxed);
+            count_slow(*sub.s);
         }
     }
     if (dropped)
         ch.subs.erase(std::remove_if(ch.subs.begin(), ch.subs.end(), [](const detail::subscriber& x) { return x.s->closed(); }),
                       ch.subs.end());
     ch.deliveries += n;
+}
+
+/// Counts `s` in hub_stats::slow_consumers, once, if a cap closed it.
+inline void hub::count_slow(session& s) {
+    if (s.close_reason() == error::slow_consumer && !s.slow_counted_.exchange(true))
+        slow_consumers_.fetch_add(1, std::memory_order_relaxed);
 }
 
 // ---- backplane_sink ---------------------------------------------------------------------

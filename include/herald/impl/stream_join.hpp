@@ -94,11 +94,13 @@ inline std::optional<hub::repair> hub::join(detail::channel_state& ch, const std
     std::optional<repair> rep;
     std::vector<frame_ptr> out;
     std::uint64_t delivered = r.head.offset;
+    std::string live_epoch = r.head.epoch;  // the stream `delivered` counts in
     if (ch.known && r.head.epoch != ch.epoch) {
         // The fetch and the live stream name different streams: the backplane lost the
         // channel in between. The live position stands; a repair settles which is current.
         out.push_back(protocol::make_subscribed(name, {ch.epoch, ch.head}, false, p.request_id));
         delivered = ch.head;
+        live_epoch = ch.epoch;
         if (!ch.repairing) rep = start_repair(ch);
     } else {
         out.push_back(protocol::make_subscribed(name, r.head, r.recovered, p.request_id));
@@ -125,10 +127,21 @@ inline std::optional<hub::repair> hub::join(detail::channel_state& ch, const std
             out.clear();
             out.push_back(protocol::make_subscribed(name, {ch.epoch, ch.head}, false, p.request_id));
             delivered = ch.head;
+            live_epoch = ch.epoch;
         }
     }
-    ch.deliveries += out.size() - 1;
-    for (frame_ptr& f : out) p.s->push_forced(std::move(f));
+    // The answer and the replay count in the session's caps like live messages. A replay
+    // that does not fit is not sent: the answer says recovered:false at the live position
+    // (the client refetches), as when the history no longer holds it. Closing instead would
+    // bring the client back with the same cursor and the same replay, again and again. Only
+    // when even that answer does not fit is the session closed (slow_consumer).
+    const std::size_t replayed = out.size() - 1;
+    if (p.s->push_all(out)) {
+        ch.deliveries += replayed;
+    } else if (!p.s->push(protocol::make_subscribed(name, {live_epoch, delivered}, false, p.request_id))) {
+        count_slow(*p.s);
+        return rep;
+    }
     ch.subs.push_back({p.s, delivered});
     return rep;
 }
@@ -197,7 +210,7 @@ inline void hub::finish_repair(const std::string& name, std::uint64_t token, std
                 const frame_ptr resync = protocol::make_subscribed(name, r.head, false);
                 for (detail::subscriber& sub : ch->subs) {
                     sub.delivered = r.head.offset;
-                    sub.s->push_forced(resync);
+                    if (!sub.s->push(resync)) count_slow(*sub.s);  // dropped at the next fan-out
                 }
             }
             for (std::size_t i = from; i < ch->held.size(); ++i)

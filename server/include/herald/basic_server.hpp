@@ -121,6 +121,7 @@ public:
         if (own_ioc_ && opts_.threads <= 1 && !wakes_) wakes_ = std::make_unique<net::detail::wake_batch>(ioc_.get_executor());
         if (ctx_.server_id.empty()) ctx_.server_id = opts_.address + ":" + std::to_string(port_);
         started_ = true;
+        hub_.report_authorizer();  // says so once when no authorizer was set
         accept();
         tick_timer_ = std::make_unique<asio::steady_timer>(ioc_);
         schedule_tick();
@@ -254,7 +255,11 @@ private:
             res.body = std::string(detail::client_js);
             return c->respond(r, std::move(res));
         }
-        if (path == "/herald/diagnose") return detail::serve_diagnose(c, r, diagnose(r));
+        if (path == "/herald/diagnose") {
+            // What a page of another site must not read: answered to allowed origins only.
+            if (!ctx_.origin_allowed(r)) return c->respond(r, http_response::error(403, error::forbidden, "origin not allowed"));
+            return detail::serve_diagnose(c, r, diagnose(r), diagnose_held_);
+        }
         bool taken = false;
         std::apply([&](auto&... t) { ((taken = taken || (t && t->serve(c, r))), ...); }, transports_);
         if (taken) return;
@@ -288,9 +293,10 @@ private:
     }
 
     // What this server sees of a request: which headers survived the proxies on the way.
+    // Credentials (Cookie, Authorization...) show as their length only: never echoed.
     nlohmann::json diagnose(const http_request& r) const {
         nlohmann::json headers = nlohmann::json::object();
-        for (const auto& [k, v] : r.headers) headers[k] = v;
+        for (const auto& [k, v] : r.headers) headers[k] = detail::shown_header_value(k, v);
         const auto st = hub_.stats();
         return {{"server", info()},
                 {"request", {{"method", r.method}, {"target", r.target}, {"version", r.version}, {"remote", r.remote},
@@ -310,6 +316,7 @@ private:
     std::tuple<typename Transports::options...> transport_options_;
     std::tuple<std::unique_ptr<Transports>...> transports_;
     std::map<std::string, http_handler, std::less<>> handlers_;
+    std::atomic<int> diagnose_held_{0};  // diagnose answers held or streaming now
 
     std::unique_ptr<net::detail::wake_batch> wakes_;
     std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;

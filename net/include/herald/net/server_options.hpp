@@ -19,11 +19,19 @@ struct server_options {
     /// I/O threads when the server runs its own io_context (ignored with the caller's).
     unsigned threads = 1;
 
-    /// Origins allowed to open WebSockets and send polls, as `scheme://host[:port]`, or "*" for
-    /// any. Empty (the default): only the server's own origin — the `Origin` must name the
-    /// same host and port as the request's `Host`. Requests without `Origin` (non-browser
-    /// clients) are allowed. A refused origin gets 403 before any upgrade.
+    /// Origins allowed to open WebSockets, send polls and read /herald/diagnose, as
+    /// `scheme://host[:port]` (compared by scheme, host and port; case and default ports
+    /// (http 80, https 443) do not matter), or "*" for any. Empty (the default): only the
+    /// server's own origin — the `Origin` must name the request's `Host` (host and port) with
+    /// scheme http, or https when trust_forwarded_proto says so. `Origin: null` is refused;
+    /// requests without `Origin` (non-browser clients) are allowed. A refused origin gets 403
+    /// before any upgrade. Behind a TLS-terminating proxy: list the site's https origin here,
+    /// or set trust_forwarded_proto.
     std::vector<std::string> allowed_origins;
+    /// Whether the same-origin default believes `X-Forwarded-Proto: https` (the request came
+    /// to a proxy over TLS). Only behind a proxy that sets the header itself: otherwise any
+    /// client could claim it. Off by default.
+    bool trust_forwarded_proto = false;
 
     /// The server sends `ping` after this much quiet; a client silent for twice as long is
     /// closed (4000). Clients learn the value from `welcome` and `/herald/info`.

@@ -10,6 +10,9 @@
 #include <asio.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <atomic>
+#include <cctype>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -27,6 +30,51 @@ using connection = net::detail::tcp_connection;
 inline constexpr std::chrono::milliseconds diagnose_max_hold{120000};
 /// How long `?stream=1` waits between its first part and the rest.
 inline constexpr std::chrono::milliseconds diagnose_stream_gap{1500};
+/// Diagnose answers held (`?hold`) or streaming (`?stream`) at once, server-wide: past it,
+/// 429 with `Retry-After`. herald-doctor needs one at a time; a few more leave room for
+/// several operators, not for a flood of held connections.
+inline constexpr int diagnose_max_held = 8;
+/// Seconds a refused held diagnose is told to wait (Retry-After).
+inline constexpr int diagnose_retry_after_s = 5;
+
+/// Whether header `name` carries credentials, whose values diagnose never echoes.
+inline bool is_credential_header(std::string_view name) {
+    std::string n(name);
+    std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return n == "cookie" || n == "authorization" || n == "proxy-authorization" || n == "set-cookie" ||
+           n == "set-cookie2" || n == "x-api-key" || n == "x-auth-token" || n == "x-csrf-token" || n == "x-xsrf-token";
+}
+
+/// What diagnose shows of a header's value: the value, or for credentials only its length.
+inline std::string shown_header_value(std::string_view name, const std::string& value) {
+    if (!is_credential_header(name)) return value;
+    return "<redacted, " + std::to_string(value.size()) + " bytes>";
+}
+
+/// One place among the diagnose answers held at once (diagnose_max_held); given back once.
+class diagnose_slot {
+public:
+    diagnose_slot() = default;
+    explicit diagnose_slot(std::atomic<int>& held) : held_(&held) {}
+    diagnose_slot(diagnose_slot&& o) noexcept : held_(std::exchange(o.held_, nullptr)) {}
+    diagnose_slot& operator=(diagnose_slot&&) = delete;
+    ~diagnose_slot() { release(); }
+    /// Takes a place. @returns an empty slot when all are taken.
+    static diagnose_slot take(std::atomic<int>& held) {
+        if (held.fetch_add(1) >= diagnose_max_held) {
+            held.fetch_sub(1);
+            return {};
+        }
+        return diagnose_slot(held);
+    }
+    explicit operator bool() const noexcept { return held_ != nullptr; }
+    void release() noexcept {
+        if (held_) std::exchange(held_, nullptr)->fetch_sub(1);
+    }
+
+private:
+    std::atomic<int>* held_ = nullptr;
+};
 
 /// JSON text of a report; header values that are not UTF-8 are replaced, not thrown on.
 inline std::string report_text(const nlohmann::json& j, int indent = 2) {
@@ -40,15 +88,17 @@ inline std::string report_text(const nlohmann::json& j, int indent = 2) {
 ///   `{"part":2,...,"diagnose":report}` 1.5 s later. The first part is small on purpose: a
 ///   buffering proxy holds it until the response ends.
 /// Neither ties up an I/O thread: a timer on the connection's strand answers. On drain, a
-/// hold answers 503 at once and a stream ends at once. Bad parameters get 400.
-inline void serve_diagnose(const std::shared_ptr<connection>& c, const http_request& r, nlohmann::json report);
+/// hold answers 503 at once and a stream ends at once. Bad parameters get 400. At most
+/// diagnose_max_held holds and streams at once (`held` counts them): past it, 429.
+inline void serve_diagnose(const std::shared_ptr<connection>& c, const http_request& r, nlohmann::json report,
+                           std::atomic<int>& held);
 
 /// A diagnose answer in waiting: its timer, and the request to answer.
 class diagnose_reply final : public stream_handler, public std::enable_shared_from_this<diagnose_reply> {
 public:
-    diagnose_reply(const std::shared_ptr<connection>& c, http_request r, nlohmann::json report)
+    diagnose_reply(const std::shared_ptr<connection>& c, http_request r, nlohmann::json report, diagnose_slot slot)
         : conn_(c), request_(std::move(r)), report_(std::move(report)), timer_(c->get_executor()),
-          since_(clock::now()) {}
+          since_(clock::now()), slot_(std::move(slot)) {}
 
     /// Answers `report` after `delay`.
     void hold(std::chrono::milliseconds delay) {
@@ -79,6 +129,7 @@ public:
     }
     void on_close() override {
         done_ = true;
+        slot_.release();
         timer_.cancel();
     }
 
@@ -105,6 +156,7 @@ private:
         auto c = conn_.lock();
         if (!c || done_) return;
         done_ = true;
+        slot_.release();
         c->write_part(part(2) + "\n");
         c->end_parts();
     }
@@ -113,6 +165,7 @@ private:
         auto c = conn_.lock();
         if (!c || done_) return;
         done_ = true;
+        slot_.release();
         c->respond(request_, std::move(res));
     }
 
@@ -122,18 +175,33 @@ private:
     asio::steady_timer timer_;
     clock::time_point since_;
     bool streaming_ = false, done_ = false;
+    diagnose_slot slot_;
 };
 
-inline void serve_diagnose(const std::shared_ptr<connection>& c, const http_request& r, nlohmann::json report) {
+inline void serve_diagnose(const std::shared_ptr<connection>& c, const http_request& r, nlohmann::json report,
+                           std::atomic<int>& held) {
     auto bad = [&](std::string_view message) {
         c->respond(r, http_response::json(400, nlohmann::json({{"error", {{"code", "malformed_request"}, {"message", message}}}}).dump()));
     };
+    auto later = [&](std::shared_ptr<diagnose_reply>& reply) {
+        diagnose_slot slot = diagnose_slot::take(held);
+        if (!slot) {
+            http_response busy = http_response::error(429, "too_many_requests", "too many held diagnose answers; retry later");
+            busy.headers.emplace_back("Retry-After", std::to_string(diagnose_retry_after_s));
+            c->respond(r, std::move(busy));
+            return false;
+        }
+        reply = std::make_shared<diagnose_reply>(c, r, std::move(report), std::move(slot));
+        return true;
+    };
+    std::shared_ptr<diagnose_reply> reply;
     const std::string_view hold = r.query("hold"), stream = r.query("stream");
     if (!stream.empty()) {
         if (stream != "1") return bad("`stream` must be 1");
         if (!hold.empty()) return bad("`stream` and `hold` do not combine");
         if (r.method == "HEAD") return c->respond(r, http_response::json(200, report_text(report)));
-        return std::make_shared<diagnose_reply>(c, r, std::move(report))->stream();
+        if (later(reply)) reply->stream();
+        return;
     }
     if (!hold.empty()) {
         long long ms = 0;
@@ -142,7 +210,8 @@ inline void serve_diagnose(const std::shared_ptr<connection>& c, const http_requ
             ms = ms * 10 + (d - '0');
         }
         if (ms > diagnose_max_hold.count()) return bad("`hold` must be 0..120000 (milliseconds)");
-        return std::make_shared<diagnose_reply>(c, r, std::move(report))->hold(std::chrono::milliseconds(ms));
+        if (later(reply)) reply->hold(std::chrono::milliseconds(ms));
+        return;
     }
     c->respond(r, http_response::json(200, report_text(report)));
 }
