@@ -18,12 +18,22 @@
 namespace herald::net::detail::http1 {
 
 struct reader_limits {
-    std::size_t max_body_bytes = 64 * 1024;
+    std::size_t max_body_bytes = 64 * 1024;  ///< 413 over it
+    std::size_t max_header_bytes = 8 * 1024; ///< 431 over it (websocketpp's parser stops at 16000)
+    std::size_t max_headers = 100;           ///< 431 over it
 };
 
 /// Reads one HTTP/1.1 request at a time from bytes fed in any cut. feed() consumes at most
 /// up to the end of the current request: what follows (a pipelined request) is the caller's
 /// to keep and feed after take(). After an error, reset() before feeding again.
+///
+/// Strict where leniency lets a request be read two ways (request smuggling through a proxy
+/// that reads it the other way): a request with `Transfer-Encoding` is refused (501: herald
+/// reads no chunked request bodies), so is a `Content-Length` that is not plain digits (400);
+/// `CONNECT` (405), an absolute-form target naming another host than `Host` (400; one naming
+/// the same host is rewritten to origin-form), any other target not starting with `/` (400,
+/// `*` allowed for OPTIONS) and versions other than HTTP/1.0 and 1.1 (505). The head is
+/// checked as soon as it is whole, before any body is read.
 ///
 /// @code
 /// request_reader rd(limits);
@@ -50,6 +60,7 @@ public:
             parser_->set_max_body_size(limits_.max_body_bytes);
             raw_.clear();
             bytes_ = 0;
+            head_ = 0;
         }
         try {
             out.used = parser_->consume(data, n);
@@ -60,9 +71,25 @@ public:
         }
         if (raw_.size() + out.used <= 16384 + limits_.max_body_bytes) raw_.append(data, out.used);
         bytes_ += out.used;
+        if (head_ == 0) {
+            // The head ends at the first blank line; look only at what is new (and the 3
+            // bytes before it, where the blank line may begin).
+            const std::size_t from = raw_.size() - out.used;
+            const std::size_t end = raw_.find("\r\n\r\n", from < 3 ? 0 : from - 3);
+            if (end == std::string::npos) {
+                if (raw_.size() > limits_.max_header_bytes) return fail(431, "request head too large");
+            } else {
+                head_ = end + 4;
+                if (head_ > limits_.max_header_bytes) return fail(431, "request head too large");
+                if (result bad = check_head(); bad.what == error) return bad;
+            }
+        }
         if (parser_->ready()) out.what = ready;
         return out;
     }
+
+    /// Whether the current request's head has arrived whole (its body may follow).
+    bool head_done() const noexcept { return parser_ && head_ > 0; }
 
     /// Whether a request has begun to arrive (some of its bytes were fed).
     bool started() const noexcept { return parser_ && bytes_ > 0; }
@@ -71,7 +98,8 @@ public:
     http_request take(const std::string& remote) {
         http_request r;
         r.method = parser_->get_method();
-        r.target = parser_->get_uri();
+        r.target = target_.empty() ? parser_->get_uri() : std::move(target_);
+        target_.clear();
         r.version = parser_->get_version();
         r.remote = remote;
         for (const auto& [k, v] : parser_->get_headers()) r.headers.emplace_back(k, v);
@@ -92,10 +120,51 @@ public:
     /// Forgets the current request.
     void reset() noexcept {
         parser_.reset();
-        bytes_ = 0;
+        bytes_ = head_ = 0;
+        target_.clear();
     }
 
 private:
+    static bool iequal(std::string_view a, std::string_view b) noexcept {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
+        return true;
+    }
+
+    // The head is whole and websocketpp took it: what it lets through that herald must not.
+    result check_head() {
+        std::size_t lines = 0;  // the request line and each header line end with a CRLF
+        for (std::size_t i = raw_.find("\r\n"); i + 4 <= head_; i = raw_.find("\r\n", i + 2)) ++lines;
+        if (lines > limits_.max_headers + 1) return fail(431, "too many header fields");
+        const std::string& version = parser_->get_version();
+        if (version != "HTTP/1.1" && version != "HTTP/1.0") return fail(505, "herald speaks HTTP/1.1 and 1.0");
+        if (!parser_->get_header("Transfer-Encoding").empty())
+            return fail(501, "Transfer-Encoding in a request is not supported: send Content-Length");
+        const std::string& length = parser_->get_header("Content-Length");
+        if (!length.empty() && (length.size() > 18 || length.find_first_not_of("0123456789") != std::string::npos))
+            return fail(400, "malformed Content-Length");
+        const std::string& method = parser_->get_method();
+        if (method == "CONNECT") return fail(405, "herald is not a proxy: CONNECT is refused");
+        const std::string& uri = parser_->get_uri();
+        if (uri.empty() || uri[0] == '/') return {};
+        if (uri == "*" && method == "OPTIONS") return {};
+        // Absolute form (RFC 9112 3.2.2): accepted for this host only, read as origin-form.
+        std::string_view t = uri;
+        std::size_t scheme = 0;
+        if (t.size() > 7 && iequal(t.substr(0, 7), "http://")) scheme = 7;
+        else if (t.size() > 8 && iequal(t.substr(0, 8), "https://")) scheme = 8;
+        if (scheme == 0) return fail(400, "malformed request target");
+        t.remove_prefix(scheme);
+        const std::size_t slash = t.find_first_of("/?");
+        const std::string_view authority = t.substr(0, slash);
+        if (authority.empty() || !iequal(authority, parser_->get_header("Host")))
+            return fail(400, "request target names another host: herald is not a proxy");
+        target_ = slash == std::string_view::npos ? std::string("/") : std::string(t.substr(slash));
+        if (target_[0] == '?') target_.insert(0, "/");
+        return {};
+    }
+
     result fail(int code, std::string why) {
         result out;
         out.what = error;
@@ -108,7 +177,9 @@ private:
     const reader_limits& limits_;
     std::unique_ptr<websocketpp::http::parser::request> parser_;
     std::size_t bytes_ = 0;
+    std::size_t head_ = 0;  // the head's length once it is whole
     std::string raw_;
+    std::string target_;    // an absolute-form target, as origin-form
 };
 
 /// The status line and headers of `res`, with `framing` (a Content-Length or
