@@ -8,6 +8,7 @@
 #include <herald/frame.hpp>
 #include <herald/net/connection.hpp>
 #include <herald/net/http.hpp>
+#include <herald/net/server_options.hpp>
 #include <herald/net/detail/http1.hpp>
 #include <herald/net/detail/write_queue.hpp>
 
@@ -72,10 +73,32 @@ protected:
     ~connection_owner() = default;
 };
 
+/// What a connection allows its peer (server_options documents each).
 struct connection_limits : http1::reader_limits {
-    std::chrono::milliseconds request_timeout{30000};     ///< a request must arrive whole within this
-    std::chrono::milliseconds keep_alive_timeout{75000};  ///< idle keep-alive connections close after this
+    std::chrono::milliseconds header_timeout{5000};
+    std::chrono::milliseconds body_timeout{10000};
+    std::chrono::milliseconds keep_alive_timeout{30000};
+    std::size_t max_unwritten_bytes = 256 * 1024;
+    std::size_t max_pipelined_bytes = 64 * 1024;
+
+    static connection_limits of(const server_options& o) {
+        connection_limits l;
+        l.max_body_bytes = o.max_request_bytes;
+        l.max_header_bytes = o.max_header_bytes;
+        l.max_headers = o.max_headers;
+        l.header_timeout = o.header_timeout;
+        l.body_timeout = o.body_timeout;
+        l.keep_alive_timeout = o.keep_alive_timeout;
+        l.max_unwritten_bytes = o.max_unwritten_bytes;
+        l.max_pipelined_bytes = o.max_pipelined_bytes;
+        return l;
+    }
 };
+
+/// How long a closing connection waits for its peer to close too, once its last answer is
+/// written (so that the answer is not lost to a reset: closing with the peer's bytes unread
+/// makes the kernel send one).
+inline constexpr std::chrono::seconds linger_timeout{2};
 
 class tcp_connection final : public net::connection, public std::enable_shared_from_this<tcp_connection> {
 public:
@@ -91,7 +114,10 @@ public:
         socket_.set_option(asio::ip::tcp::no_delay(true), ec);
         socket_.non_blocking(true, ec);
         auto ep = socket_.remote_endpoint(ec);
-        if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+        if (!ec) {
+            address_ = ep.address().to_string();
+            remote_ = address_ + ":" + std::to_string(ep.port());
+        }
     }
 
     ~tcp_connection() override = default;
@@ -99,6 +125,8 @@ public:
     executor_type get_executor() { return socket_.get_executor(); }
     wake_batch* batch() const noexcept { return batch_; }
     const std::string& remote() const noexcept override { return remote_; }
+    /// The peer's IP address (what the server counts connections by).
+    const std::string& address() const noexcept { return address_; }
     bool open() const noexcept override { return mode_ != mode::closed; }
 
     void post(std::function<void()> fn) override {
@@ -159,7 +187,8 @@ public:
             queue_.consume(n);
         }
         queue_.clear();
-        if (close_when_flushed_) asio::post(get_executor(), [self = shared_from_this()] { self->close(); });
+        if (close_when_flushed_) asio::post(get_executor(), [self = shared_from_this()] { self->linger(); });
+        else if (read_paused_) resume_reading();
     }
 
     /// Whether bytes wait to be written (the peer is not reading as fast as we write).
@@ -232,7 +261,8 @@ public:
         if (mode_ == mode::closed) return;
         close_when_flushed_ = true;
         mode_ = mode::finishing;
-        if (!writing()) asio::post(get_executor(), [self = shared_from_this()] { self->close(); });
+        since_ = clock::now();
+        if (!writing()) asio::post(get_executor(), [self = shared_from_this()] { self->linger(); });
         else flush();
     }
 
@@ -262,17 +292,26 @@ public:
         if (handler_ && mode_ != mode::closed) handler_->on_wake();
     }
 
+    /// Once a second: the deadlines (server_options: header_timeout, body_timeout,
+    /// keep_alive_timeout; linger_timeout), then the handler's.
     void tick(clock::time_point now) {
         if (mode_ == mode::closed) return;
+        // A closing connection: its peer had body_timeout to take the last answer, then
+        // linger_timeout to close its side.
+        if (mode_ == mode::finishing && now - since_ > (lingering_ ? linger_timeout : limits_.body_timeout)) {
+            close();
+            return;
+        }
         if (handler_) { handler_->on_tick(now); return; }
-        if (mode_ == mode::http) {
-            const bool mid_request = reader_.started();
-            if (mid_request && now - since_ > limits_.request_timeout) {
+        if (mode_ != mode::http) return;
+        if (reader_.started()) {
+            // since_: the request's first byte (the accept, for a connection's first request).
+            if (now - since_ > (reader_.head_done() ? limits_.body_timeout : limits_.header_timeout)) {
                 http_request dummy;
                 respond(dummy, http_response::error(408, error::timed_out, "request not received in time"), false);
-            } else if (!mid_request && now - since_ > limits_.keep_alive_timeout) {
-                close();
             }
+        } else if (now - since_ > (served_ ? limits_.keep_alive_timeout : limits_.header_timeout)) {
+            close();  // a silent new socket, or an idle kept-alive one
         }
     }
 
@@ -291,12 +330,50 @@ private:
     void next_request(bool keep_alive) {
         if (!keep_alive) { close_after_flush(); return; }
         mode_ = mode::http;
+        served_ = true;
         since_ = clock::now();
-        if (!pending_.empty()) {
+        parse_pending();
+    }
+
+    // Whether the peer has more unwritten output than it may (it is not reading): then the
+    // connection reads nothing until that is written. Its requests, pings and frames stay
+    // in its kernel buffers, which are bounded, rather than ours as answers, which are not.
+    bool over_cap() const noexcept { return queue_.bytes() > limits_.max_unwritten_bytes; }
+
+    // Parses pipelined bytes that came with an answered request, from a posted handler (the
+    // answer may be on the stack), and only while the peer takes its answers.
+    void parse_pending() {
+        if (pending_.empty() || parse_posted_) return;
+        if (over_cap()) { read_paused_ = true; return; }  // resume_reading() comes back
+        parse_posted_ = true;
+        asio::post(get_executor(), [self = shared_from_this()] {
+            self->parse_posted_ = false;
+            if (self->mode_ != mode::http) return;
             std::string p;
-            p.swap(pending_);
-            asio::post(get_executor(), [self = shared_from_this(), p = std::move(p)] { self->feed(p.data(), p.size()); });
-        }
+            p.swap(self->pending_);
+            self->feed(p.data(), p.size());
+            self->read();
+        });
+    }
+
+    void resume_reading() {
+        if (over_cap()) return;
+        read_paused_ = false;
+        if (mode_ == mode::http) parse_pending();
+        read();
+    }
+
+    // The last answer is written: half-close, and wait (reading and dropping what comes) for
+    // the peer to close, at most linger_timeout. Closing with unread bytes would send a reset,
+    // which may destroy the answer before the peer reads it.
+    void linger() {
+        if (mode_ == mode::closed) return;
+        std::error_code ec;
+        socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        if (ec) { close(); return; }
+        lingering_ = true;
+        since_ = clock::now();
+        read();
     }
 
     void wait_writable() {
@@ -305,6 +382,7 @@ private:
             self->waiting_ = false;
             if (ec) { self->close(); return; }
             self->flush();
+            if (self->read_paused_ && !self->close_when_flushed_) self->resume_reading();
             if (!self->writing() && self->handler_ && self->mode_ != mode::closed) self->handler_->on_written();
         });
     }
@@ -312,7 +390,11 @@ private:
     // Waits for readability, then reads into one buffer per thread: an idle connection holds
     // no read buffer.
     void read() {
-        if (reading_ || mode_ == mode::closed || mode_ == mode::finishing) return;
+        if (reading_ || mode_ == mode::closed || (mode_ == mode::finishing && !lingering_)) return;
+        if (!lingering_) {
+            if (over_cap()) { read_paused_ = true; return; }     // resume_reading() goes on
+            if (mode_ == mode::http && !pending_.empty()) return;  // parse_pending() goes on
+        }
         reading_ = true;
         socket_.async_wait(asio::ip::tcp::socket::wait_read, [self = shared_from_this()](std::error_code ec) {
             self->reading_ = false;
@@ -327,9 +409,9 @@ private:
             std::error_code ec;
             const std::size_t n = socket_.read_some(asio::buffer(buffer), ec);
             if (ec == asio::error::would_block || ec == asio::error::try_again) break;
-            if (ec) { close(); return; }
+            if (ec) { close(); return; }  // the peer's close (a lingering close ends here)
             feed(buffer.data(), n);
-            if (n < buffer.size()) break;
+            if (n < buffer.size() || over_cap() || (mode_ == mode::http && !pending_.empty())) break;
         }
         read();
     }
@@ -342,18 +424,23 @@ private:
         case mode::serving:
         case mode::held:
             // Pipelined bytes wait for the answer to the current request; a peer that sends a
-            // flood instead of waiting is cut off.
-            if (pending_.size() + n > 65536) { close(); return; }
+            // flood instead of waiting is cut off (server_options::max_pipelined_bytes).
+            if (pending_.size() + n > limits_.max_pipelined_bytes) { close(); return; }
             pending_.append(data, n);
             return;
         case mode::finishing:
         case mode::closed:
             return;
         case mode::http:
+            if (!pending_.empty()) {  // earlier bytes wait to be parsed: these go after them
+                if (pending_.size() + n > limits_.max_pipelined_bytes) { close(); return; }
+                pending_.append(data, n);
+                return;
+            }
             break;
         }
         while (n > 0 && mode_ == mode::http) {
-            if (!reader_.started()) since_ = clock::now();
+            if (!reader_.started() && served_) since_ = clock::now();
             const http1::request_reader::result r = reader_.feed(data, n);
             if (r.what == http1::request_reader::error) {
                 refuse(r.code, r.why);
@@ -383,10 +470,14 @@ private:
     connection_owner& owner_;
     const connection_limits& limits_;
     wake_batch* batch_;
-    std::string remote_;
+    std::string address_, remote_;
 
     mode mode_ = mode::http;
     bool reading_ = false, waiting_ = false, failed_ = false, close_when_flushed_ = false, draining_ = false;
+    bool served_ = false;        // a request was answered (the next one's head deadline starts at its first byte)
+    bool read_paused_ = false;   // over_cap(): resume_reading() once the peer takes its answers
+    bool parse_posted_ = false;  // parse_pending() will run
+    bool lingering_ = false;     // half-closed after the last answer (linger())
     bool chunked_ = false, parts_keep_alive_ = false;  // of a response in parts
     clock::time_point since_;
 
