@@ -1,6 +1,8 @@
 // A herald server for the protocol and browser tests: the WebSocket transport (and long-poll
 // when built with it), knobs on the command line, and test-only HTTP endpoints to publish.
 //   herald-test-server --port 0 [--heartbeat-ms N] [--max-bytes N] [--queue N] [--history N]
+//     [--max-connections N] [--max-connections-per-address N] [--header-timeout-ms N]
+//     [--body-timeout-ms N] [--frame-timeout-ms N]
 // Prints "port N" on its first line. SIGTERM drains (reconnect frames), then exits.
 #include <herald/server.hpp>
 
@@ -21,6 +23,8 @@ int main(int argc, char** argv) {
     herald::server_options opts;
     opts.port = 0;
     long heartbeat_ms = 25000, drain_spread_ms = 1000, drain_timeout_ms = 3000;
+    long header_timeout_ms = opts.header_timeout.count(), body_timeout_ms = opts.body_timeout.count();
+    long frame_timeout_ms = opts.websocket_frame_timeout.count();
     bool websocket = true, longpoll = true;
     std::vector<std::string> origins;
     std::string redis_address;
@@ -33,6 +37,11 @@ int main(int argc, char** argv) {
     app.add_option("--drain-spread-ms", drain_spread_ms);
     app.add_option("--drain-timeout-ms", drain_timeout_ms);
     app.add_option("--origin", origins, "allowed origin (repeatable)");
+    app.add_option("--max-connections", opts.max_connections);
+    app.add_option("--max-connections-per-address", opts.max_connections_per_address);
+    app.add_option("--header-timeout-ms", header_timeout_ms);
+    app.add_option("--body-timeout-ms", body_timeout_ms);
+    app.add_option("--frame-timeout-ms", frame_timeout_ms);
     app.add_flag("!--no-websocket", websocket);
     app.add_flag("!--no-longpoll", longpoll);
     CLI11_PARSE(app, argc, argv);
@@ -40,6 +49,9 @@ int main(int argc, char** argv) {
     opts.drain_spread = std::chrono::milliseconds(drain_spread_ms);
     opts.drain_timeout = std::chrono::milliseconds(drain_timeout_ms);
     opts.allowed_origins = origins;
+    opts.header_timeout = std::chrono::milliseconds(header_timeout_ms);
+    opts.body_timeout = std::chrono::milliseconds(body_timeout_ms);
+    opts.websocket_frame_timeout = std::chrono::milliseconds(frame_timeout_ms);
 
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
