@@ -508,7 +508,7 @@ TEST_CASE("rate: delivery rate and latency across servers") {
     CHECK(p50 < 20000);
 }
 
-TEST_CASE("misuse: a second hub on a copy of the same Redis backplane is refused with logic_error; the first keeps working") {
+TEST_CASE("misuse: a second hub on a copy of the same Redis backplane is refused with logic_error, the first keeps working") {
     redis_process redis;
     server a(redis.port());
     REQUIRE(a.redis.wait_connected(5s));

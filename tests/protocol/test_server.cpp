@@ -3,6 +3,8 @@
 //   herald-test-server --port 0 [--heartbeat-ms N] [--max-bytes N] [--queue N] [--history N]
 //                      [--publish-secret S]
 //                      [--origin O]... [--trust-forwarded-proto]
+//     [--max-connections N] [--max-connections-per-address N] [--header-timeout-ms N]
+//     [--body-timeout-ms N] [--frame-timeout-ms N]
 // Prints "port N" on its first line. SIGTERM drains (reconnect frames), then exits.
 #include <herald/server.hpp>
 
@@ -23,6 +25,8 @@ int main(int argc, char** argv) {
     herald::server_options opts;
     opts.port = 0;
     long heartbeat_ms = 25000, drain_spread_ms = 1000, drain_timeout_ms = 3000;
+    long header_timeout_ms = opts.header_timeout.count(), body_timeout_ms = opts.body_timeout.count();
+    long frame_timeout_ms = opts.websocket_frame_timeout.count();
     bool websocket = true, longpoll = true;
     std::vector<std::string> origins;
     std::string redis_address;
@@ -37,6 +41,11 @@ int main(int argc, char** argv) {
     app.add_option("--origin", origins, "allowed origin (repeatable)");
     app.add_option("--publish-secret", opts.publish_secret, "server-to-server publishing with this Bearer secret");
     app.add_flag("--trust-forwarded-proto", opts.trust_forwarded_proto, "believe X-Forwarded-Proto: https in the origin check");
+    app.add_option("--max-connections", opts.max_connections);
+    app.add_option("--max-connections-per-address", opts.max_connections_per_address);
+    app.add_option("--header-timeout-ms", header_timeout_ms);
+    app.add_option("--body-timeout-ms", body_timeout_ms);
+    app.add_option("--frame-timeout-ms", frame_timeout_ms);
     app.add_flag("!--no-websocket", websocket);
     app.add_flag("!--no-longpoll", longpoll);
     CLI11_PARSE(app, argc, argv);
@@ -44,6 +53,9 @@ int main(int argc, char** argv) {
     opts.drain_spread = std::chrono::milliseconds(drain_spread_ms);
     opts.drain_timeout = std::chrono::milliseconds(drain_timeout_ms);
     opts.allowed_origins = origins;
+    opts.header_timeout = std::chrono::milliseconds(header_timeout_ms);
+    opts.body_timeout = std::chrono::milliseconds(body_timeout_ms);
+    opts.websocket_frame_timeout = std::chrono::milliseconds(frame_timeout_ms);
 
     sigset_t stop_signals;
     sigemptyset(&stop_signals);

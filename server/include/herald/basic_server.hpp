@@ -9,13 +9,16 @@
 #include <herald/net/http.hpp>
 #include <herald/net/server_options.hpp>
 #include <herald/net/transport.hpp>
+#include <herald/net/detail/refusal.hpp>
 #include <herald/net/detail/tcp_connection.hpp>
 
 #include <asio.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,6 +31,13 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#define HERALD_POSIX_DESCRIPTORS 1
+#endif
 
 namespace herald {
 
@@ -82,6 +92,9 @@ public:
         acceptor_.reset();
         if (wakes_) wakes_->clear();
         own_ioc_.reset();  // pending handlers (and the connections they hold) go while the hub lives
+#ifdef HERALD_POSIX_DESCRIPTORS
+        if (reserve_fd_ >= 0) ::close(reserve_fd_);
+#endif
     }
 
     basic_server(const basic_server&) = delete;
@@ -116,6 +129,14 @@ public:
         if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
         if (ec) { acceptor_.reset(); return; }
         port_ = acceptor_->local_endpoint().port();
+        max_connections_ = opts_.max_connections == 0 ? SIZE_MAX : opts_.max_connections;
+#ifdef HERALD_POSIX_DESCRIPTORS
+        // More connections than descriptors cannot be: the limit answers (503) before accept fails.
+        rlimit rl{};
+        if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 64)
+            max_connections_ = std::min<std::size_t>(max_connections_, static_cast<std::size_t>(rl.rlim_cur) - 32);
+        if (reserve_fd_ < 0) reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+#endif
         // One I/O thread of our own: the io_context is an implicit strand, so connections run
         // on it directly and their wakes are batched (see net::detail::wake_batch).
         if (own_ioc_ && opts_.threads <= 1 && !wakes_) wakes_ = std::make_unique<net::detail::wake_batch>(ioc_.get_executor());
@@ -198,26 +219,76 @@ private:
         ctx_.transports.emplace_back(T::name);
     }
 
+    // The accept loop, on the acceptor's strand.
     void accept() {
         asio::any_io_executor ex = wakes_ ? asio::any_io_executor(ioc_.get_executor()) : asio::any_io_executor(asio::make_strand(ioc_));
         acceptor_->async_accept(ex, [this](std::error_code ec, asio::ip::tcp::socket socket) {
             if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
             if (!ec) {
-                net::detail::connection_owner& owner = *this;
-                auto c = std::make_shared<net::detail::tcp_connection>(std::move(socket), owner, limits_, wakes_.get());
-                {
-                    std::lock_guard<std::mutex> lock(conn_mu_);
-                    connections_.emplace(c.get(), c);
-                }
-                asio::post(c->get_executor(), [c] { c->start(); });
+                admit(std::move(socket));
             } else if (ec == asio::error::no_descriptors) {
-                // Out of file descriptors: pause accepting rather than spin.
+                // Out of file descriptors: answer one waiting client with the reserve
+                // descriptor, then pause accepting rather than spin.
+                refuse_with_reserve();
                 auto t = std::make_shared<asio::steady_timer>(ioc_, std::chrono::milliseconds(100));
-                t->async_wait([this, t](std::error_code) { accept(); });
+                t->async_wait([this, t](std::error_code) { if (!stopped_) accept(); });
                 return;
             }
             accept();
         });
+    }
+
+    // Lets a new connection in, or refuses it (server_options: max_connections, 503;
+    // max_connections_per_address, 429) before reading anything from it.
+    void admit(asio::ip::tcp::socket socket) {
+        std::error_code ec;
+        const auto ep = socket.remote_endpoint(ec);
+        if (ec) return;  // gone already
+        std::string address = ep.address().to_string();
+        std::shared_ptr<net::detail::tcp_connection> c;
+        int refuse = 0;
+        {
+            std::lock_guard<std::mutex> lock(conn_mu_);
+            std::size_t& from_address = addresses_[address];
+            if (connections_.size() >= max_connections_) refuse = 503;
+            else if (opts_.max_connections_per_address && from_address >= opts_.max_connections_per_address) refuse = 429;
+            if (refuse) {
+                if (from_address == 0) addresses_.erase(address);
+            } else {
+                ++from_address;
+                net::detail::connection_owner& owner = *this;
+                c = std::make_shared<net::detail::tcp_connection>(std::move(socket), owner, limits_, wakes_.get());
+                connections_.emplace(c.get(), c);
+            }
+        }
+        if (refuse == 503)
+            net::detail::refuse_connection(std::move(socket), 503, "overloaded",
+                                           "too many connections: retry later", std::chrono::seconds(5), true);
+        else if (refuse == 429)
+            net::detail::refuse_connection(std::move(socket), 429, "too_many_connections",
+                                           "too many connections from your address", std::chrono::seconds(5), true);
+        else
+            asio::post(c->get_executor(), [c] { c->start(); });
+    }
+
+    // EMFILE/ENFILE: frees the reserve descriptor, accepts one client with it, answers it
+    // 503 and closes it at once, then takes the reserve back.
+    void refuse_with_reserve() {
+#ifdef HERALD_POSIX_DESCRIPTORS
+        if (reserve_fd_ < 0) return;
+        ::close(reserve_fd_);
+        reserve_fd_ = -1;
+        std::error_code ec;
+        asio::ip::tcp::socket s(acceptor_->get_executor());
+        acceptor_->non_blocking(true, ec);
+        acceptor_->accept(s, ec);
+        std::error_code ignored;
+        acceptor_->non_blocking(false, ignored);
+        if (!ec)
+            net::detail::refuse_connection(std::move(s), 503, "overloaded", "server out of descriptors: retry later",
+                                           std::chrono::seconds(5), false);
+        reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+#endif
     }
 
     void schedule_tick() {
@@ -243,7 +314,9 @@ private:
     // connection_owner
     void forget(net::detail::tcp_connection* c) noexcept override {
         std::lock_guard<std::mutex> lock(conn_mu_);
-        connections_.erase(c);
+        if (connections_.erase(c) == 0) return;
+        auto a = addresses_.find(c->address());
+        if (a != addresses_.end() && --a->second == 0) addresses_.erase(a);
     }
 
     void route(const std::shared_ptr<net::detail::tcp_connection>& c, http_request&& r) override {
@@ -308,7 +381,7 @@ private:
     }
 
     server_options opts_;
-    net::detail::connection_limits limits_{opts_.max_request_bytes};
+    net::detail::connection_limits limits_ = net::detail::connection_limits::of(opts_);
     std::unique_ptr<asio::io_context> own_ioc_;
     asio::io_context& ioc_;
     herald::hub hub_;
@@ -329,6 +402,9 @@ private:
 
     mutable std::mutex conn_mu_;
     std::unordered_map<net::detail::tcp_connection*, std::weak_ptr<net::detail::tcp_connection>> connections_;
+    std::unordered_map<std::string, std::size_t> addresses_;  // open connections per peer address
+    std::size_t max_connections_ = SIZE_MAX;                 // opts_.max_connections, within RLIMIT_NOFILE
+    int reserve_fd_ = -1;  // /dev/null, given up to answer a client when out of descriptors
 };
 
 } // namespace herald

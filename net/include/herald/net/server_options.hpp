@@ -4,6 +4,7 @@
 #include <herald/options.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -50,8 +51,51 @@ struct server_options {
     /// without the header is a browser's: admitted and authorized as any client request.
     std::string publish_secret;
 
-    /// Largest HTTP request body (long-poll, publish) and largest inbound WebSocket message.
+    /// Largest HTTP request body (long-poll, publish) and largest inbound WebSocket message, in
+    /// bytes. Over it: `413` and `Connection: close`; a WebSocket closes with 1009.
     std::size_t max_request_bytes = 64 * 1024;
+
+    // ---- limits against hostile clients (docs/security.md, "Connections and HTTP") --------
+    // Deadlines are checked by the once-a-second connection tick: they hold to within 1 s.
+
+    /// Open connections in all, counted from accept to close. Past it a new connection gets
+    /// `503`, `Retry-After: 5` and `Connection: close`, and is closed before its request is
+    /// read. start() lowers it to the process's descriptor limit (RLIMIT_NOFILE) less 32;
+    /// 0: that limit only. Out of descriptors all the same (other files), accepting pauses
+    /// 100 ms at a time, and one waiting client gets the 503 through a reserve descriptor.
+    std::size_t max_connections = 10000;
+    /// Open connections from one IP address. Past it: `429`, `Retry-After: 5`, `Connection:
+    /// close`, closed unread. Behind a reverse proxy every connection comes from the proxy:
+    /// set 0 (no per-address limit) there, and let the proxy limit per client.
+    std::size_t max_connections_per_address = 256;
+    /// Milliseconds a new connection has to send its first request's headers, and a request
+    /// on a kept-alive connection has from its first byte to the end of its headers. Past it:
+    /// closed (nothing was sent) or `408` and `Connection: close` (a head was begun).
+    std::chrono::milliseconds header_timeout{5000};
+    /// Milliseconds a request has from its first byte to the end of its body. Past it: `408`,
+    /// `Connection: close`.
+    std::chrono::milliseconds body_timeout{10000};
+    /// Milliseconds an idle kept-alive connection stays open after its last answer; then it is
+    /// closed without a word (clients retry an idempotent request on a fresh connection).
+    /// A held long-poll is not idle: its hold is the long-poll transport's.
+    std::chrono::milliseconds keep_alive_timeout{30000};
+    /// Milliseconds within which a WebSocket frame (a message, if fragmented) that has begun to
+    /// arrive must arrive whole. Past it the connection is closed (no close frame: the
+    /// stream is mid-frame).
+    std::chrono::milliseconds websocket_frame_timeout{10000};
+    /// Bytes of a request head (request line and headers). Over it: `431`, `Connection: close`.
+    /// The parser herald uses stops at 16000 in any case.
+    std::size_t max_header_bytes = 8 * 1024;
+    /// Header lines of a request. Over it: `431`, `Connection: close`.
+    std::size_t max_headers = 100;
+    /// Bytes written to a connection that the peer has not yet taken. Over it the connection
+    /// stops reading (the peer's further requests, pings, frames stay in its kernel buffers)
+    /// until the peer reads; its hub session's own queue cap still applies (slow consumer).
+    std::size_t max_unwritten_bytes = 256 * 1024;
+    /// Bytes a client may send ahead of the answer it waits for (HTTP pipelining) while a
+    /// request is being served or held. Over it: closed without an answer. On an idle
+    /// connection pipelined requests are read one at a time and never buffered past this.
+    std::size_t max_pipelined_bytes = 64 * 1024;
 
     /// Name of this server in `welcome`, `/herald/info` and logs (default: address:port).
     std::string server_id;

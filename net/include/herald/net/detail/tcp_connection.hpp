@@ -1,20 +1,22 @@
 // herald — one TCP connection of the server: HTTP/1.1 with keep-alive until a transport
 // takes it over (a WebSocket upgrade, a held long-poll). herald owns the socket and the
-// writes; transports see it as a net::connection (net/connection.hpp).
+// writes; transports see it as a net::connection (net/connection.hpp). The bytes are
+// http1.hpp's (the request reader, the response encoding) and write_queue.hpp's; this file
+// keeps the socket, the connection's mode and its handler.
 #pragma once
 
 #include <herald/frame.hpp>
 #include <herald/net/connection.hpp>
 #include <herald/net/http.hpp>
+#include <herald/net/server_options.hpp>
+#include <herald/net/detail/http1.hpp>
+#include <herald/net/detail/write_queue.hpp>
 
 #include <asio.hpp>
-#include <websocketpp/http/request.hpp>
 
-#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
-#include <cstdio>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -71,11 +73,32 @@ protected:
     ~connection_owner() = default;
 };
 
-struct connection_limits {
-    std::size_t max_body_bytes = 64 * 1024;
-    std::chrono::milliseconds request_timeout{30000};     ///< a request must arrive whole within this
-    std::chrono::milliseconds keep_alive_timeout{75000};  ///< idle keep-alive connections close after this
+/// What a connection allows its peer (server_options documents each).
+struct connection_limits : http1::reader_limits {
+    std::chrono::milliseconds header_timeout{5000};
+    std::chrono::milliseconds body_timeout{10000};
+    std::chrono::milliseconds keep_alive_timeout{30000};
+    std::size_t max_unwritten_bytes = 256 * 1024;
+    std::size_t max_pipelined_bytes = 64 * 1024;
+
+    static connection_limits of(const server_options& o) {
+        connection_limits l;
+        l.max_body_bytes = o.max_request_bytes;
+        l.max_header_bytes = o.max_header_bytes;
+        l.max_headers = o.max_headers;
+        l.header_timeout = o.header_timeout;
+        l.body_timeout = o.body_timeout;
+        l.keep_alive_timeout = o.keep_alive_timeout;
+        l.max_unwritten_bytes = o.max_unwritten_bytes;
+        l.max_pipelined_bytes = o.max_pipelined_bytes;
+        return l;
+    }
 };
+
+/// How long a closing connection waits for its peer to close too, once its last answer is
+/// written (so that the answer is not lost to a reset: closing with the peer's bytes unread
+/// makes the kernel send one).
+inline constexpr std::chrono::seconds linger_timeout{2};
 
 class tcp_connection final : public net::connection, public std::enable_shared_from_this<tcp_connection> {
 public:
@@ -85,12 +108,16 @@ public:
     /// (null: each wake is posted to the connection's strand).
     tcp_connection(asio::ip::tcp::socket socket, connection_owner& owner, const connection_limits& limits,
                wake_batch* batch = nullptr)
-        : socket_(std::move(socket)), owner_(owner), limits_(limits), batch_(batch), since_(clock::now()) {
+        : socket_(std::move(socket)), owner_(owner), limits_(limits), batch_(batch), since_(clock::now()),
+          reader_(limits_) {
         std::error_code ec;
         socket_.set_option(asio::ip::tcp::no_delay(true), ec);
         socket_.non_blocking(true, ec);
         auto ep = socket_.remote_endpoint(ec);
-        if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+        if (!ec) {
+            address_ = ep.address().to_string();
+            remote_ = address_ + ":" + std::to_string(ep.port());
+        }
     }
 
     ~tcp_connection() override = default;
@@ -98,6 +125,8 @@ public:
     executor_type get_executor() { return socket_.get_executor(); }
     wake_batch* batch() const noexcept { return batch_; }
     const std::string& remote() const noexcept override { return remote_; }
+    /// The peer's IP address (what the server counts connections by).
+    const std::string& address() const noexcept { return address_; }
     bool open() const noexcept override { return mode_ != mode::closed; }
 
     void post(std::function<void()> fn) override {
@@ -127,19 +156,13 @@ public:
 
     void write(std::string bytes) override {
         if (mode_ == mode::closed || bytes.empty()) return;
-        out_.emplace_back();
-        out_.back().owned = std::move(bytes);
+        queue_.push(std::move(bytes));
         flush();
     }
 
     void write_shared(std::string_view prefix, frame_ptr f) override {
         if (mode_ == mode::closed) return;
-        chunk c;
-        const std::size_t n = std::min(prefix.size(), c.hdr.size());
-        std::copy_n(prefix.data(), n, c.hdr.data());
-        c.hdr_len = static_cast<std::uint8_t>(n);
-        c.frame = std::move(f);
-        out_.push_back(std::move(c));
+        queue_.push_shared(prefix, std::move(f));
     }
 
     /// The write is attempted at once, non-blocking, from the caller's stack: gathered, up to
@@ -149,22 +172,9 @@ public:
     /// A write error closes the connection from a posted handler, never under the caller.
     void flush() override {
         if (waiting_ || failed_ || mode_ == mode::closed) return;
-        while (head_ < out_.size()) {
-            bufs_.clear();
-            std::size_t skip = skip_;
-            for (std::size_t i = head_; i < out_.size() && bufs_.size() + 2 <= max_write_buffers; ++i, skip = 0) {
-                const chunk& c = out_[i];
-                if (!c.frame) {
-                    bufs_.emplace_back(c.owned.data() + skip, c.owned.size() - skip);
-                } else if (skip < c.hdr_len) {
-                    bufs_.emplace_back(c.hdr.data() + skip, c.hdr_len - skip);
-                    bufs_.emplace_back(c.frame->text.data(), c.frame->text.size());
-                } else {
-                    bufs_.emplace_back(c.frame->text.data() + (skip - c.hdr_len), c.frame->text.size() - (skip - c.hdr_len));
-                }
-            }
+        while (!queue_.empty()) {
             std::error_code ec;
-            const std::size_t n = socket_.write_some(bufs_, ec);
+            const std::size_t n = socket_.write_some(queue_.buffers(), ec);
             if (ec == asio::error::would_block || ec == asio::error::try_again) {
                 wait_writable();
                 return;
@@ -174,24 +184,22 @@ public:
                 asio::post(get_executor(), [self = shared_from_this()] { self->close(); });
                 return;
             }
-            consume(n);
+            queue_.consume(n);
         }
-        out_.clear();
-        head_ = skip_ = 0;
-        if (out_.capacity() > 256) std::vector<chunk>().swap(out_);
-        if (bufs_.capacity() > 2 * max_write_buffers) std::vector<asio::const_buffer>().swap(bufs_);
-        if (close_when_flushed_) asio::post(get_executor(), [self = shared_from_this()] { self->close(); });
+        queue_.clear();
+        if (close_when_flushed_) asio::post(get_executor(), [self = shared_from_this()] { self->linger(); });
+        else if (read_paused_) resume_reading();
     }
 
     /// Whether bytes wait to be written (the peer is not reading as fast as we write).
-    bool writing() const noexcept override { return waiting_ || !out_.empty(); }
+    bool writing() const noexcept override { return waiting_ || queue_.queued(); }
 
     /// Answers the request being served. Keeps the connection for the next request when
     /// the client wants it (and `keep_alive` allows), else closes once written.
     void respond(const http_request& req, http_response&& res, bool keep_alive = true) override {
         if (mode_ == mode::closed) return;
         keep_alive = keep_alive && req.keep_alive() && !draining_;
-        std::string head = response_head(res, keep_alive, "Content-Length: " + std::to_string(res.body.size()));
+        std::string head = http1::response_head(res, keep_alive, "Content-Length: " + std::to_string(res.body.size()));
         if (req.method != "HEAD") head += res.body;
         retire_handler();
         write(std::move(head));
@@ -207,7 +215,7 @@ public:
         if (mode_ == mode::closed) return;
         chunked_ = req.version != "HTTP/1.0";
         parts_keep_alive_ = chunked_ && req.keep_alive() && !draining_;
-        write(response_head(res, parts_keep_alive_, chunked_ ? "Transfer-Encoding: chunked" : ""));
+        write(http1::response_head(res, parts_keep_alive_, chunked_ ? "Transfer-Encoding: chunked" : ""));
         hold(std::move(h));
         write_part(res.body);
     }
@@ -215,19 +223,13 @@ public:
     /// Writes one part of a response begun with respond_in_parts().
     void write_part(std::string_view bytes) override {
         if (mode_ != mode::held || bytes.empty()) return;
-        if (!chunked_) return write(std::string(bytes));
-        char size[20];
-        const int n = std::snprintf(size, sizeof size, "%zx\r\n", bytes.size());
-        std::string chunk(size, static_cast<std::size_t>(n));
-        chunk.append(bytes);
-        chunk += "\r\n";
-        write(std::move(chunk));
+        write(chunked_ ? http1::chunk(bytes) : std::string(bytes));
     }
 
     /// Ends a response begun with respond_in_parts(); the connection goes on to the next request.
     void end_parts() override {
         if (mode_ != mode::held) return;
-        if (chunked_) write("0\r\n\r\n");
+        if (chunked_) write(std::string(http1::last_chunk));
         retire_handler();
         next_request(parts_keep_alive_);
     }
@@ -237,12 +239,10 @@ public:
     void upgrade(std::shared_ptr<stream_handler> h) override {
         handler_ = std::move(h);
         mode_ = mode::upgraded;
-        std::string bytes = std::move(raw_);
+        std::string bytes = reader_.take_raw();
         bytes += pending_;
         pending_.clear();
-        raw_.clear();
-        raw_.shrink_to_fit();
-        request_.reset();
+        reader_.reset();
         if (!bytes.empty()) handler_->on_read(bytes.data(), bytes.size());
     }
 
@@ -261,7 +261,8 @@ public:
         if (mode_ == mode::closed) return;
         close_when_flushed_ = true;
         mode_ = mode::finishing;
-        if (!writing()) asio::post(get_executor(), [self = shared_from_this()] { self->close(); });
+        since_ = clock::now();
+        if (!writing()) asio::post(get_executor(), [self = shared_from_this()] { self->linger(); });
         else flush();
     }
 
@@ -272,8 +273,7 @@ public:
         std::error_code ec;
         socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
         socket_.close(ec);
-        out_.clear();
-        head_ = skip_ = 0;
+        queue_.clear();
         if (handler_) {
             std::shared_ptr<stream_handler> h = handler_;
             retire_handler();
@@ -292,17 +292,26 @@ public:
         if (handler_ && mode_ != mode::closed) handler_->on_wake();
     }
 
+    /// Once a second: the deadlines (server_options: header_timeout, body_timeout,
+    /// keep_alive_timeout; linger_timeout), then the handler's.
     void tick(clock::time_point now) {
         if (mode_ == mode::closed) return;
+        // A closing connection: its peer had body_timeout to take the last answer, then
+        // linger_timeout to close its side.
+        if (mode_ == mode::finishing && now - since_ > (lingering_ ? linger_timeout : limits_.body_timeout)) {
+            close();
+            return;
+        }
         if (handler_) { handler_->on_tick(now); return; }
-        if (mode_ == mode::http) {
-            const bool mid_request = request_ && request_bytes_ > 0;
-            if (mid_request && now - since_ > limits_.request_timeout) {
+        if (mode_ != mode::http) return;
+        if (reader_.started()) {
+            // since_: the request's first byte (the accept, for a connection's first request).
+            if (now - since_ > (reader_.head_done() ? limits_.body_timeout : limits_.header_timeout)) {
                 http_request dummy;
                 respond(dummy, http_response::error(408, error::timed_out, "request not received in time"), false);
-            } else if (!mid_request && now - since_ > limits_.keep_alive_timeout) {
-                close();
             }
+        } else if (now - since_ > (served_ ? limits_.keep_alive_timeout : limits_.header_timeout)) {
+            close();  // a silent new socket, or an idle kept-alive one
         }
     }
 
@@ -310,63 +319,61 @@ public:
         draining_ = true;
         if (mode_ == mode::closed) return;
         if (handler_) { handler_->on_drain(after); return; }
-        if (mode_ == mode::http && !(request_ && request_bytes_ > 0)) close();
+        if (mode_ == mode::http && !reader_.started()) close();
     }
 
 private:
     enum class mode { http, serving, held, upgraded, finishing, closed };
-
-    // The status line and headers of `res`, with `framing` (Content-Length or
-    // Transfer-Encoding; none: the body ends with the connection).
-    static std::string response_head(const http_response& res, bool keep_alive, std::string_view framing) {
-        std::string head;
-        head.reserve(160 + res.body.size());
-        head += "HTTP/1.1 ";
-        head += std::to_string(res.status);
-        head += ' ';
-        head += http_reason(res.status);
-        head += "\r\nServer: herald\r\nCache-Control: no-store\r\nContent-Type: ";
-        head += res.content_type;
-        if (!framing.empty()) { head += "\r\n"; head += framing; }
-        head += keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n";
-        for (const auto& [k, v] : res.headers) { head += k; head += ": "; head += v; head += "\r\n"; }
-        head += "\r\n";
-        return head;
-    }
 
     // After a response: close once written, or wait for the next request (which may have
     // come, pipelined, while this one was served).
     void next_request(bool keep_alive) {
         if (!keep_alive) { close_after_flush(); return; }
         mode_ = mode::http;
+        served_ = true;
         since_ = clock::now();
-        if (!pending_.empty()) {
-            std::string p;
-            p.swap(pending_);
-            asio::post(get_executor(), [self = shared_from_this(), p = std::move(p)] { self->feed(p.data(), p.size()); });
-        }
+        parse_pending();
     }
 
-    struct chunk {
-        std::string owned;
-        frame_ptr frame;
-        std::array<char, net::connection::max_prefix> hdr{};
-        std::uint8_t hdr_len = 0;
-        std::size_t size() const noexcept { return frame ? hdr_len + frame->text.size() : owned.size(); }
-    };
-    static constexpr std::size_t max_write_buffers = 64;  // asio's gather limit per system call
+    // Whether the peer has more unwritten output than it may (it is not reading): then the
+    // connection reads nothing until that is written. Its requests, pings and frames stay
+    // in its kernel buffers, which are bounded, rather than ours as answers, which are not.
+    bool over_cap() const noexcept { return queue_.bytes() > limits_.max_unwritten_bytes; }
 
-    // Drops what was written from the front of out_.
-    void consume(std::size_t n) {
-        while (n > 0 && head_ < out_.size()) {
-            const std::size_t left = out_[head_].size() - skip_;
-            if (n < left) { skip_ += n; return; }
-            n -= left;
-            out_[head_].frame.reset();
-            out_[head_].owned = std::string();
-            ++head_;
-            skip_ = 0;
-        }
+    // Parses pipelined bytes that came with an answered request, from a posted handler (the
+    // answer may be on the stack), and only while the peer takes its answers.
+    void parse_pending() {
+        if (pending_.empty() || parse_posted_) return;
+        if (over_cap()) { read_paused_ = true; return; }  // resume_reading() comes back
+        parse_posted_ = true;
+        asio::post(get_executor(), [self = shared_from_this()] {
+            self->parse_posted_ = false;
+            if (self->mode_ != mode::http) return;
+            std::string p;
+            p.swap(self->pending_);
+            self->feed(p.data(), p.size());
+            self->read();
+        });
+    }
+
+    void resume_reading() {
+        if (over_cap()) return;
+        read_paused_ = false;
+        if (mode_ == mode::http) parse_pending();
+        read();
+    }
+
+    // The last answer is written: half-close, and wait (reading and dropping what comes) for
+    // the peer to close, at most linger_timeout. Closing with unread bytes would send a reset,
+    // which may destroy the answer before the peer reads it.
+    void linger() {
+        if (mode_ == mode::closed) return;
+        std::error_code ec;
+        socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        if (ec) { close(); return; }
+        lingering_ = true;
+        since_ = clock::now();
+        read();
     }
 
     void wait_writable() {
@@ -375,6 +382,7 @@ private:
             self->waiting_ = false;
             if (ec) { self->close(); return; }
             self->flush();
+            if (self->read_paused_ && !self->close_when_flushed_) self->resume_reading();
             if (!self->writing() && self->handler_ && self->mode_ != mode::closed) self->handler_->on_written();
         });
     }
@@ -382,7 +390,11 @@ private:
     // Waits for readability, then reads into one buffer per thread: an idle connection holds
     // no read buffer.
     void read() {
-        if (reading_ || mode_ == mode::closed || mode_ == mode::finishing) return;
+        if (reading_ || mode_ == mode::closed || (mode_ == mode::finishing && !lingering_)) return;
+        if (!lingering_) {
+            if (over_cap()) { read_paused_ = true; return; }     // resume_reading() goes on
+            if (mode_ == mode::http && !pending_.empty()) return;  // parse_pending() goes on
+        }
         reading_ = true;
         socket_.async_wait(asio::ip::tcp::socket::wait_read, [self = shared_from_this()](std::error_code ec) {
             self->reading_ = false;
@@ -397,9 +409,9 @@ private:
             std::error_code ec;
             const std::size_t n = socket_.read_some(asio::buffer(buffer), ec);
             if (ec == asio::error::would_block || ec == asio::error::try_again) break;
-            if (ec) { close(); return; }
+            if (ec) { close(); return; }  // the peer's close (a lingering close ends here)
             feed(buffer.data(), n);
-            if (n < buffer.size()) break;
+            if (n < buffer.size() || over_cap() || (mode_ == mode::http && !pending_.empty())) break;
         }
         read();
     }
@@ -412,89 +424,68 @@ private:
         case mode::serving:
         case mode::held:
             // Pipelined bytes wait for the answer to the current request; a peer that sends a
-            // flood instead of waiting is cut off.
-            if (pending_.size() + n > 65536) { close(); return; }
+            // flood instead of waiting is cut off (server_options::max_pipelined_bytes).
+            if (pending_.size() + n > limits_.max_pipelined_bytes) { close(); return; }
             pending_.append(data, n);
             return;
         case mode::finishing:
         case mode::closed:
             return;
         case mode::http:
+            if (!pending_.empty()) {  // earlier bytes wait to be parsed: these go after them
+                if (pending_.size() + n > limits_.max_pipelined_bytes) { close(); return; }
+                pending_.append(data, n);
+                return;
+            }
             break;
         }
         while (n > 0 && mode_ == mode::http) {
-            if (!request_) {
-                request_ = std::make_unique<websocketpp::http::parser::request>();
-                request_->set_max_body_size(limits_.max_body_bytes);
-                raw_.clear();
-                request_bytes_ = 0;
-                since_ = clock::now();
-            }
-            std::size_t used = 0;
-            try {
-                used = request_->consume(data, n);
-            } catch (const websocketpp::http::exception& e) {
-                refuse(static_cast<int>(e.m_error_code), e.what());
-                return;
-            } catch (const std::exception& e) {
-                refuse(400, e.what());
+            if (!reader_.started() && served_) since_ = clock::now();
+            const http1::request_reader::result r = reader_.feed(data, n);
+            if (r.what == http1::request_reader::error) {
+                refuse(r.code, r.why);
                 return;
             }
-            if (raw_.size() + used <= 16384 + limits_.max_body_bytes) raw_.append(data, used);
-            request_bytes_ += used;
-            data += used;
-            n -= used;
-            if (request_->ready()) {
-                http_request r = make_request(*request_);
+            data += r.used;
+            n -= r.used;
+            if (r.what == http1::request_reader::ready) {
+                http_request req = reader_.take(remote_);
                 pending_.assign(data, n);
                 n = 0;
                 mode_ = mode::serving;
-                auto keep = std::move(request_);
-                owner_.route(shared_from_this(), std::move(r));
-            } else if (used == 0) {
+                owner_.route(shared_from_this(), std::move(req));
+            } else if (r.used == 0) {
                 break;
             }
         }
     }
 
     void refuse(int status, const std::string& why) {
-        if (status < 400 || status > 599) status = 400;
         http_request dummy;
         mode_ = mode::serving;
         respond(dummy, http_response::error(status, "malformed_request", why), false);
-    }
-
-    http_request make_request(websocketpp::http::parser::request& p) {
-        http_request r;
-        r.method = p.get_method();
-        r.target = p.get_uri();
-        r.version = p.get_version();
-        r.remote = remote_;
-        for (const auto& [k, v] : p.get_headers()) r.headers.emplace_back(k, v);
-        r.body = p.get_body();
-        return r;
     }
 
     asio::ip::tcp::socket socket_;
     connection_owner& owner_;
     const connection_limits& limits_;
     wake_batch* batch_;
-    std::string remote_;
+    std::string address_, remote_;
 
     mode mode_ = mode::http;
     bool reading_ = false, waiting_ = false, failed_ = false, close_when_flushed_ = false, draining_ = false;
+    bool served_ = false;        // a request was answered (the next one's head deadline starts at its first byte)
+    bool read_paused_ = false;   // over_cap(): resume_reading() once the peer takes its answers
+    bool parse_posted_ = false;  // parse_pending() will run
+    bool lingering_ = false;     // half-closed after the last answer (linger())
     bool chunked_ = false, parts_keep_alive_ = false;  // of a response in parts
     clock::time_point since_;
 
-    std::unique_ptr<websocketpp::http::parser::request> request_;
-    std::size_t request_bytes_ = 0;
-    std::string raw_;      // the current request as received (for the WebSocket handshake)
+    http1::request_reader reader_;
     std::string pending_;  // bytes after the current request
 
     std::shared_ptr<stream_handler> handler_;
-    std::vector<chunk> out_;                  // queued; [head_] is partly written (skip_ bytes)
-    std::size_t head_ = 0, skip_ = 0;
-    std::vector<asio::const_buffer> bufs_;
+    write_queue queue_;
 };
 
 inline void wake_batch::run() {

@@ -137,6 +137,7 @@ public:
         scratch.assign(data, n);
         auto* p = reinterpret_cast<std::uint8_t*>(scratch.data());
         std::size_t left = n;
+        bool whole = false;  // the bytes ended with a message
         while (left > 0 && state_ != state::closed && state_ != state::failed) {
             std::error_code ec;
             const std::size_t used = proc_.consume(p, left, ec);
@@ -146,12 +147,16 @@ public:
             }
             p += used;
             left -= used;
+            whole = false;
             if (proc_.ready()) {
+                whole = left == 0;
                 if (message_ptr m = proc_.get_message()) dispatch(m);
             } else if (used == 0) {
                 break;
             }
         }
+        if (whole) partial_since_.reset();
+        else if (!partial_since_) partial_since_ = last_rx_;
         if (scratch.capacity() > 65536) std::string().swap(scratch);
     }
 
@@ -159,6 +164,12 @@ public:
     void on_wake() override { pump(); }
 
     void on_tick(clock::time_point now) override {
+        // A frame begun and not finished in time (server_options::websocket_frame_timeout):
+        // a peer that dribbles a frame would hold the connection and its buffer forever.
+        if (partial_since_ && now - *partial_since_ > t_.ctx_.opts.websocket_frame_timeout) {
+            if (auto c = conn_.lock()) c->close();
+            return;
+        }
         if (closing_since_) {
             // The peer did not complete the close handshake in time.
             if (now - *closing_since_ > std::chrono::seconds(5))
@@ -197,10 +208,21 @@ private:
     enum class state { handshake, open, closing, closed, failed };
 
     // Validates the upgrade request and answers it (websocketpp's processor does both).
+    // websocketpp checks GET, HTTP/1.1, the version and that a Sec-WebSocket-Key is there;
+    // herald adds the `Connection: Upgrade` token (websocketpp's is_websocket_handshake) and
+    // the key's form, RFC 6455 4.2.1: 16 bytes in base64, 24 characters. Refused: 400.
     // @returns the bytes of `data` that were the request.
     std::size_t handshake(const char* data, std::size_t n) {
         auto c = conn_.lock();
         if (!c) return n;
+        // 16 bytes in base64: 21 characters, one whose low 4 bits are zero, then "==".
+        auto valid_key = [](std::string_view k) {
+            constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            if (k.size() != 24 || k.substr(22) != "==") return false;
+            for (std::size_t i = 0; i < 22; ++i)
+                if (alphabet.find(k[i]) == std::string_view::npos) return false;
+            return std::string_view("AQgw").find(k[21]) != std::string_view::npos;
+        };
         websocketpp::http::parser::request req;
         websocketpp::http::parser::response res;
         std::size_t used = 0;
@@ -215,7 +237,8 @@ private:
         } else if (websocketpp::processor::get_websocket_version(req) != proc_.get_version()) {
             res.set_status(websocketpp::http::status_code::bad_request);
             res.replace_header("Sec-WebSocket-Version", std::to_string(proc_.get_version()));
-        } else if ((ec = proc_.validate_handshake(req))) {
+        } else if ((ec = proc_.validate_handshake(req)) || !websocketpp::processor::is_websocket_handshake(req) ||
+                   !valid_key(req.get_header("Sec-WebSocket-Key"))) {
             res.set_status(websocketpp::http::status_code::bad_request);
         } else {
             std::vector<std::string> offered;
@@ -367,6 +390,7 @@ private:
     herald::peer peer_;  // from the handshake on
     clock::time_point last_rx_, last_tx_;
     std::optional<clock::time_point> closing_since_;
+    std::optional<clock::time_point> partial_since_;  // a frame began to arrive (and is not whole)
     state state_ = state::handshake;
 };
 
