@@ -1,20 +1,21 @@
 // herald — one TCP connection of the server: HTTP/1.1 with keep-alive until a transport
 // takes it over (a WebSocket upgrade, a held long-poll). herald owns the socket and the
-// writes; transports see it as a net::connection (net/connection.hpp).
+// writes; transports see it as a net::connection (net/connection.hpp). The bytes are
+// http1.hpp's (the request reader, the response encoding) and write_queue.hpp's; this file
+// keeps the socket, the connection's mode and its handler.
 #pragma once
 
 #include <herald/frame.hpp>
 #include <herald/net/connection.hpp>
 #include <herald/net/http.hpp>
+#include <herald/net/detail/http1.hpp>
+#include <herald/net/detail/write_queue.hpp>
 
 #include <asio.hpp>
-#include <websocketpp/http/request.hpp>
 
-#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
-#include <cstdio>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -71,8 +72,7 @@ protected:
     ~connection_owner() = default;
 };
 
-struct connection_limits {
-    std::size_t max_body_bytes = 64 * 1024;
+struct connection_limits : http1::reader_limits {
     std::chrono::milliseconds request_timeout{30000};     ///< a request must arrive whole within this
     std::chrono::milliseconds keep_alive_timeout{75000};  ///< idle keep-alive connections close after this
 };
@@ -85,7 +85,8 @@ public:
     /// (null: each wake is posted to the connection's strand).
     tcp_connection(asio::ip::tcp::socket socket, connection_owner& owner, const connection_limits& limits,
                wake_batch* batch = nullptr)
-        : socket_(std::move(socket)), owner_(owner), limits_(limits), batch_(batch), since_(clock::now()) {
+        : socket_(std::move(socket)), owner_(owner), limits_(limits), batch_(batch), since_(clock::now()),
+          reader_(limits_) {
         std::error_code ec;
         socket_.set_option(asio::ip::tcp::no_delay(true), ec);
         socket_.non_blocking(true, ec);
@@ -127,19 +128,13 @@ public:
 
     void write(std::string bytes) override {
         if (mode_ == mode::closed || bytes.empty()) return;
-        out_.emplace_back();
-        out_.back().owned = std::move(bytes);
+        queue_.push(std::move(bytes));
         flush();
     }
 
     void write_shared(std::string_view prefix, frame_ptr f) override {
         if (mode_ == mode::closed) return;
-        chunk c;
-        const std::size_t n = std::min(prefix.size(), c.hdr.size());
-        std::copy_n(prefix.data(), n, c.hdr.data());
-        c.hdr_len = static_cast<std::uint8_t>(n);
-        c.frame = std::move(f);
-        out_.push_back(std::move(c));
+        queue_.push_shared(prefix, std::move(f));
     }
 
     /// The write is attempted at once, non-blocking, from the caller's stack: gathered, up to
@@ -149,22 +144,9 @@ public:
     /// A write error closes the connection from a posted handler, never under the caller.
     void flush() override {
         if (waiting_ || failed_ || mode_ == mode::closed) return;
-        while (head_ < out_.size()) {
-            bufs_.clear();
-            std::size_t skip = skip_;
-            for (std::size_t i = head_; i < out_.size() && bufs_.size() + 2 <= max_write_buffers; ++i, skip = 0) {
-                const chunk& c = out_[i];
-                if (!c.frame) {
-                    bufs_.emplace_back(c.owned.data() + skip, c.owned.size() - skip);
-                } else if (skip < c.hdr_len) {
-                    bufs_.emplace_back(c.hdr.data() + skip, c.hdr_len - skip);
-                    bufs_.emplace_back(c.frame->text.data(), c.frame->text.size());
-                } else {
-                    bufs_.emplace_back(c.frame->text.data() + (skip - c.hdr_len), c.frame->text.size() - (skip - c.hdr_len));
-                }
-            }
+        while (!queue_.empty()) {
             std::error_code ec;
-            const std::size_t n = socket_.write_some(bufs_, ec);
+            const std::size_t n = socket_.write_some(queue_.buffers(), ec);
             if (ec == asio::error::would_block || ec == asio::error::try_again) {
                 wait_writable();
                 return;
@@ -174,24 +156,21 @@ public:
                 asio::post(get_executor(), [self = shared_from_this()] { self->close(); });
                 return;
             }
-            consume(n);
+            queue_.consume(n);
         }
-        out_.clear();
-        head_ = skip_ = 0;
-        if (out_.capacity() > 256) std::vector<chunk>().swap(out_);
-        if (bufs_.capacity() > 2 * max_write_buffers) std::vector<asio::const_buffer>().swap(bufs_);
+        queue_.clear();
         if (close_when_flushed_) asio::post(get_executor(), [self = shared_from_this()] { self->close(); });
     }
 
     /// Whether bytes wait to be written (the peer is not reading as fast as we write).
-    bool writing() const noexcept override { return waiting_ || !out_.empty(); }
+    bool writing() const noexcept override { return waiting_ || queue_.queued(); }
 
     /// Answers the request being served. Keeps the connection for the next request when
     /// the client wants it (and `keep_alive` allows), else closes once written.
     void respond(const http_request& req, http_response&& res, bool keep_alive = true) override {
         if (mode_ == mode::closed) return;
         keep_alive = keep_alive && req.keep_alive() && !draining_;
-        std::string head = response_head(res, keep_alive, "Content-Length: " + std::to_string(res.body.size()));
+        std::string head = http1::response_head(res, keep_alive, "Content-Length: " + std::to_string(res.body.size()));
         if (req.method != "HEAD") head += res.body;
         retire_handler();
         write(std::move(head));
@@ -207,7 +186,7 @@ public:
         if (mode_ == mode::closed) return;
         chunked_ = req.version != "HTTP/1.0";
         parts_keep_alive_ = chunked_ && req.keep_alive() && !draining_;
-        write(response_head(res, parts_keep_alive_, chunked_ ? "Transfer-Encoding: chunked" : ""));
+        write(http1::response_head(res, parts_keep_alive_, chunked_ ? "Transfer-Encoding: chunked" : ""));
         hold(std::move(h));
         write_part(res.body);
     }
@@ -215,19 +194,13 @@ public:
     /// Writes one part of a response begun with respond_in_parts().
     void write_part(std::string_view bytes) override {
         if (mode_ != mode::held || bytes.empty()) return;
-        if (!chunked_) return write(std::string(bytes));
-        char size[20];
-        const int n = std::snprintf(size, sizeof size, "%zx\r\n", bytes.size());
-        std::string chunk(size, static_cast<std::size_t>(n));
-        chunk.append(bytes);
-        chunk += "\r\n";
-        write(std::move(chunk));
+        write(chunked_ ? http1::chunk(bytes) : std::string(bytes));
     }
 
     /// Ends a response begun with respond_in_parts(); the connection goes on to the next request.
     void end_parts() override {
         if (mode_ != mode::held) return;
-        if (chunked_) write("0\r\n\r\n");
+        if (chunked_) write(std::string(http1::last_chunk));
         retire_handler();
         next_request(parts_keep_alive_);
     }
@@ -237,12 +210,10 @@ public:
     void upgrade(std::shared_ptr<stream_handler> h) override {
         handler_ = std::move(h);
         mode_ = mode::upgraded;
-        std::string bytes = std::move(raw_);
+        std::string bytes = reader_.take_raw();
         bytes += pending_;
         pending_.clear();
-        raw_.clear();
-        raw_.shrink_to_fit();
-        request_.reset();
+        reader_.reset();
         if (!bytes.empty()) handler_->on_read(bytes.data(), bytes.size());
     }
 
@@ -272,8 +243,7 @@ public:
         std::error_code ec;
         socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
         socket_.close(ec);
-        out_.clear();
-        head_ = skip_ = 0;
+        queue_.clear();
         if (handler_) {
             std::shared_ptr<stream_handler> h = handler_;
             retire_handler();
@@ -296,7 +266,7 @@ public:
         if (mode_ == mode::closed) return;
         if (handler_) { handler_->on_tick(now); return; }
         if (mode_ == mode::http) {
-            const bool mid_request = request_ && request_bytes_ > 0;
+            const bool mid_request = reader_.started();
             if (mid_request && now - since_ > limits_.request_timeout) {
                 http_request dummy;
                 respond(dummy, http_response::error(408, error::timed_out, "request not received in time"), false);
@@ -310,29 +280,11 @@ public:
         draining_ = true;
         if (mode_ == mode::closed) return;
         if (handler_) { handler_->on_drain(after); return; }
-        if (mode_ == mode::http && !(request_ && request_bytes_ > 0)) close();
+        if (mode_ == mode::http && !reader_.started()) close();
     }
 
 private:
     enum class mode { http, serving, held, upgraded, finishing, closed };
-
-    // The status line and headers of `res`, with `framing` (Content-Length or
-    // Transfer-Encoding; none: the body ends with the connection).
-    static std::string response_head(const http_response& res, bool keep_alive, std::string_view framing) {
-        std::string head;
-        head.reserve(160 + res.body.size());
-        head += "HTTP/1.1 ";
-        head += std::to_string(res.status);
-        head += ' ';
-        head += http_reason(res.status);
-        head += "\r\nServer: herald\r\nCache-Control: no-store\r\nContent-Type: ";
-        head += res.content_type;
-        if (!framing.empty()) { head += "\r\n"; head += framing; }
-        head += keep_alive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n";
-        for (const auto& [k, v] : res.headers) { head += k; head += ": "; head += v; head += "\r\n"; }
-        head += "\r\n";
-        return head;
-    }
 
     // After a response: close once written, or wait for the next request (which may have
     // come, pipelined, while this one was served).
@@ -344,28 +296,6 @@ private:
             std::string p;
             p.swap(pending_);
             asio::post(get_executor(), [self = shared_from_this(), p = std::move(p)] { self->feed(p.data(), p.size()); });
-        }
-    }
-
-    struct chunk {
-        std::string owned;
-        frame_ptr frame;
-        std::array<char, net::connection::max_prefix> hdr{};
-        std::uint8_t hdr_len = 0;
-        std::size_t size() const noexcept { return frame ? hdr_len + frame->text.size() : owned.size(); }
-    };
-    static constexpr std::size_t max_write_buffers = 64;  // asio's gather limit per system call
-
-    // Drops what was written from the front of out_.
-    void consume(std::size_t n) {
-        while (n > 0 && head_ < out_.size()) {
-            const std::size_t left = out_[head_].size() - skip_;
-            if (n < left) { skip_ += n; return; }
-            n -= left;
-            out_[head_].frame.reset();
-            out_[head_].owned = std::string();
-            ++head_;
-            skip_ = 0;
         }
     }
 
@@ -423,56 +353,30 @@ private:
             break;
         }
         while (n > 0 && mode_ == mode::http) {
-            if (!request_) {
-                request_ = std::make_unique<websocketpp::http::parser::request>();
-                request_->set_max_body_size(limits_.max_body_bytes);
-                raw_.clear();
-                request_bytes_ = 0;
-                since_ = clock::now();
-            }
-            std::size_t used = 0;
-            try {
-                used = request_->consume(data, n);
-            } catch (const websocketpp::http::exception& e) {
-                refuse(static_cast<int>(e.m_error_code), e.what());
-                return;
-            } catch (const std::exception& e) {
-                refuse(400, e.what());
+            if (!reader_.started()) since_ = clock::now();
+            const http1::request_reader::result r = reader_.feed(data, n);
+            if (r.what == http1::request_reader::error) {
+                refuse(r.code, r.why);
                 return;
             }
-            if (raw_.size() + used <= 16384 + limits_.max_body_bytes) raw_.append(data, used);
-            request_bytes_ += used;
-            data += used;
-            n -= used;
-            if (request_->ready()) {
-                http_request r = make_request(*request_);
+            data += r.used;
+            n -= r.used;
+            if (r.what == http1::request_reader::ready) {
+                http_request req = reader_.take(remote_);
                 pending_.assign(data, n);
                 n = 0;
                 mode_ = mode::serving;
-                auto keep = std::move(request_);
-                owner_.route(shared_from_this(), std::move(r));
-            } else if (used == 0) {
+                owner_.route(shared_from_this(), std::move(req));
+            } else if (r.used == 0) {
                 break;
             }
         }
     }
 
     void refuse(int status, const std::string& why) {
-        if (status < 400 || status > 599) status = 400;
         http_request dummy;
         mode_ = mode::serving;
         respond(dummy, http_response::error(status, "malformed_request", why), false);
-    }
-
-    http_request make_request(websocketpp::http::parser::request& p) {
-        http_request r;
-        r.method = p.get_method();
-        r.target = p.get_uri();
-        r.version = p.get_version();
-        r.remote = remote_;
-        for (const auto& [k, v] : p.get_headers()) r.headers.emplace_back(k, v);
-        r.body = p.get_body();
-        return r;
     }
 
     asio::ip::tcp::socket socket_;
@@ -486,15 +390,11 @@ private:
     bool chunked_ = false, parts_keep_alive_ = false;  // of a response in parts
     clock::time_point since_;
 
-    std::unique_ptr<websocketpp::http::parser::request> request_;
-    std::size_t request_bytes_ = 0;
-    std::string raw_;      // the current request as received (for the WebSocket handshake)
+    http1::request_reader reader_;
     std::string pending_;  // bytes after the current request
 
     std::shared_ptr<stream_handler> handler_;
-    std::vector<chunk> out_;                  // queued; [head_] is partly written (skip_ bytes)
-    std::size_t head_ = 0, skip_ = 0;
-    std::vector<asio::const_buffer> bufs_;
+    write_queue queue_;
 };
 
 inline void wake_batch::run() {
