@@ -1,6 +1,7 @@
 // A herald server for the protocol and browser tests: the WebSocket transport (and long-poll
 // when built with it), knobs on the command line, and test-only HTTP endpoints to publish.
 //   herald-test-server --port 0 [--heartbeat-ms N] [--max-bytes N] [--queue N] [--history N]
+//                      [--tls-cert FILE --tls-key FILE] (https and wss)
 // Prints "port N" on its first line. SIGTERM drains (reconnect frames), then exits.
 #include <herald/server.hpp>
 
@@ -35,11 +36,16 @@ int main(int argc, char** argv) {
     app.add_option("--origin", origins, "allowed origin (repeatable)");
     app.add_flag("!--no-websocket", websocket);
     app.add_flag("!--no-longpoll", longpoll);
+    app.add_option("--tls-cert", opts.tls.cert_chain_file, "PEM certificate chain: serve https and wss");
+    app.add_option("--tls-key", opts.tls.private_key_file, "PEM private key of --tls-cert");
+    long handshake_ms = 10000;
+    app.add_option("--tls-handshake-ms", handshake_ms, "close a connection with no TLS handshake after this");
     CLI11_PARSE(app, argc, argv);
     opts.heartbeat = std::chrono::milliseconds(heartbeat_ms);
     opts.drain_spread = std::chrono::milliseconds(drain_spread_ms);
     opts.drain_timeout = std::chrono::milliseconds(drain_timeout_ms);
     opts.allowed_origins = origins;
+    opts.tls.handshake_timeout = std::chrono::milliseconds(handshake_ms);
 
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
