@@ -54,6 +54,14 @@ function raw(port, { localAddress, read = true } = {}) {
   };
 }
 
+// Under a sanitizer the RSS is no measure of what the server holds (ASan keeps freed memory in
+// quarantine, TSan adds shadow memory for every byte touched): there the memory bound is logged,
+// and the behaviour (the server stops reading, a bystander is served) is what is asserted.
+const SANITIZED = process.env.HERALD_SANITIZED === '1';
+function assertGrowthBounded(grown, what) {
+  console.log(`${what}: server RSS grew by ${grown} KiB${SANITIZED ? ' (sanitizer build: not asserted)' : ''}`);
+  if (!SANITIZED) assert.ok(grown < 16 * 1024, `RSS grew by ${grown} KiB`);
+}
 const rssKiB = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${server.child.pid}/status`, 'utf8'))[1]);
 const statusOf = (text) => Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]);
 const ended = (text) => text.includes('\r\n\r\n') && /Content-Length: (\d+)/i.test(text) &&
@@ -104,9 +112,7 @@ test('pipelined flood never read: the server stops reading, its memory stays bou
     await sleep(5);
   }
   await sleep(1000);
-  const grown = rssKiB() - rss0;
-  console.log(`pipelined flood: server RSS ${rss0} KiB -> ${rss0 + grown} KiB (+${grown} KiB)`);
-  assert.ok(grown < 16 * 1024, `RSS grew by ${grown} KiB`);
+  assertGrowthBounded(rssKiB() - rss0, 'pipelined flood');
   await bystanderServed();
   c.sock.destroy();
 });
@@ -120,9 +126,7 @@ test('WebSocket ping flood never read: no queue of pongs', async () => {
   c.write(Buffer.concat(Array(Math.ceil(12.8 * 1024 * 1024 / ping.length)).fill(ping)));  // 12.8 MiB
   c.sock.pause();
   await sleep(2000);
-  const grown = rssKiB() - rss0;
-  console.log(`ping flood: server RSS ${rss0} KiB -> ${rss0 + grown} KiB (+${grown} KiB)`);
-  assert.ok(grown < 16 * 1024, `RSS grew by ${grown} KiB`);
+  assertGrowthBounded(rssKiB() - rss0, 'ping flood');
   await bystanderServed();
   c.sock.destroy();
 });
