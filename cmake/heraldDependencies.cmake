@@ -4,6 +4,7 @@
 #   herald_find_asio(<target>)        standalone Asio (ASIO_STANDALONE)
 #   herald_find_websocketpp(<target>) websocketpp 0.8 (its HTTP parser and RFC 6455 processor)
 #   herald_find_hiredis(<target>)     hiredis, by pkg-config
+#   herald_find_openssl(<target>)     OpenSSL 1.1.1 or 3 (libssl: herald's TLS)
 # Each sets HERALD_<NAME>_FOUND and makes <target> only when found.
 
 function(_herald_deps_target target)
@@ -57,6 +58,18 @@ macro(herald_find_hiredis target)
     if(HERALD_HIREDIS_FOUND AND NOT TARGET ${target})
       _herald_deps_target(${target})
       target_link_libraries(${target} INTERFACE PkgConfig::HERALD_HIREDIS)
+    endif()
+  endif()
+endmacro()
+
+macro(herald_find_openssl target)
+  find_package(OpenSSL 1.1.1 QUIET)
+  set(HERALD_OPENSSL_FOUND OFF)
+  if(OPENSSL_FOUND AND TARGET OpenSSL::SSL)
+    set(HERALD_OPENSSL_FOUND ON)
+    if(NOT TARGET ${target})
+      _herald_deps_target(${target})
+      target_link_libraries(${target} INTERFACE OpenSSL::SSL OpenSSL::Crypto)
     endif()
   endif()
 endmacro()
