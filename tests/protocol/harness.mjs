@@ -1,8 +1,12 @@
 // Starts herald-test-server for a test and talks to it: shared by the protocol, browser, cluster
 // and proxy tests.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import https from 'node:https';
 import { createRequire } from 'node:module';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 
 const require = createRequire(new URL('../js/package.json', import.meta.url));
 export const WebSocket = require('ws');
@@ -25,11 +29,12 @@ export async function startServer(args = [], binary = serverBinary) {
     child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}`)); });
   });
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const tls = args.includes('--tls-cert');
   return {
     port,
     child,
-    url: `http://127.0.0.1:${port}`,
-    ws: `ws://127.0.0.1:${port}/herald/ws`,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    ws: `${tls ? 'wss' : 'ws'}://127.0.0.1:${port}/herald/ws`,
     exited,
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
@@ -90,8 +95,8 @@ export async function tcpProxy(targetPort) {
 }
 
 /** A WebSocket client that records frames, with waits on them. */
-export function client(url, { protocols = ['herald.v1'], headers = {}, origin } = {}) {
-  const ws = new WebSocket(url, protocols, { headers, origin });
+export function client(url, { protocols = ['herald.v1'], headers = {}, origin, ...options } = {}) {
+  const ws = new WebSocket(url, protocols, { headers, origin, ...options });
   const frames = [];
   const waiters = [];
   let closed = null;
@@ -167,3 +172,32 @@ export function raw(port) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A self-signed certificate for localhost and 127.0.0.1, made by the `openssl` CLI in a new
+ *  temp dir: { dir, cert, key, ca (the PEM text, to trust it), remove() }. */
+export function selfSignedCertificate() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-tls-'));
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore', timeout: 10000 });
+  return { dir, cert, key, ca: fs.readFileSync(cert, 'utf8'), remove: () => fs.rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** An HTTPS request trusting `ca` (fetch cannot be told to): resolves { status, headers, body, socket }. */
+export function httpsRequest(url, { method = 'GET', headers = {}, body, ca, agent } = {}) {
+  return new Promise((resolve, reject) => {
+    if (body !== undefined) headers = { ...headers, 'Content-Length': Buffer.byteLength(body) };
+    const req = https.request(url, { method, headers, ca, agent, timeout: 10000 }, (res) => {
+      let data = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { data += d; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: data, socket: res.socket }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: timed out`)));
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}

@@ -5,6 +5,7 @@
 //                      [--origin O]... [--trust-forwarded-proto]
 //     [--max-connections N] [--max-connections-per-address N] [--header-timeout-ms N]
 //     [--body-timeout-ms N] [--frame-timeout-ms N]
+//     [--tls-cert FILE --tls-key FILE] (https and wss)
 // Prints "port N" on its first line. SIGTERM drains (reconnect frames), then exits.
 #include <herald/server.hpp>
 
@@ -48,6 +49,10 @@ int main(int argc, char** argv) {
     app.add_option("--frame-timeout-ms", frame_timeout_ms);
     app.add_flag("!--no-websocket", websocket);
     app.add_flag("!--no-longpoll", longpoll);
+    app.add_option("--tls-cert", opts.tls.cert_chain_file, "PEM certificate chain: serve https and wss");
+    app.add_option("--tls-key", opts.tls.private_key_file, "PEM private key of --tls-cert");
+    long handshake_ms = 10000;
+    app.add_option("--tls-handshake-ms", handshake_ms, "close a connection with no TLS handshake after this");
     CLI11_PARSE(app, argc, argv);
     opts.heartbeat = std::chrono::milliseconds(heartbeat_ms);
     opts.drain_spread = std::chrono::milliseconds(drain_spread_ms);
@@ -56,6 +61,7 @@ int main(int argc, char** argv) {
     opts.header_timeout = std::chrono::milliseconds(header_timeout_ms);
     opts.body_timeout = std::chrono::milliseconds(body_timeout_ms);
     opts.websocket_frame_timeout = std::chrono::milliseconds(frame_timeout_ms);
+    opts.tls.handshake_timeout = std::chrono::milliseconds(handshake_ms);
 
     sigset_t stop_signals;
     sigemptyset(&stop_signals);

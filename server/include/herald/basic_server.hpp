@@ -13,6 +13,7 @@
 #include <herald/net/detail/tcp_connection.hpp>
 
 #include <asio.hpp>
+#include <asio/ssl/context.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -120,6 +121,7 @@ public:
         ctx_.server_id = opts_.server_id;
         ctx_.transports.clear();
         make_transports(std::index_sequence_for<Transports...>{});
+        if (!load_tls(ec)) return;
         asio::ip::tcp::endpoint ep(asio::ip::make_address(opts_.address, ec), opts_.port);
         if (ec) return;
         acceptor_ = std::make_unique<asio::ip::tcp::acceptor>(asio::make_strand(ioc_));
@@ -219,6 +221,27 @@ private:
         ctx_.transports.emplace_back(T::name);
     }
 
+    // server_options::tls: herald's context from the files, or the CMS's. A bad file is
+    // std::errc::invalid_argument, with OpenSSL's reason in the log.
+    bool load_tls(std::error_code& ec) {
+        const tls_options& o = opts_.tls;
+        if (!o.enabled()) return true;
+        tls_.handshake_timeout = o.handshake_timeout;
+        tls_.log = opts_.hub.log;
+        std::string why;
+        if (o.context) {
+            tls_.context = std::make_unique<net::detail::tls_context>(o.context->native_handle(), o.context);
+        } else if (o.cert_chain_file.empty() || o.private_key_file.empty()) {
+            why = "both tls.cert_chain_file and tls.private_key_file are needed";
+        } else {
+            tls_.context = net::detail::tls_context::load_server(o.cert_chain_file, o.private_key_file, why);
+        }
+        if (tls_.context) return true;
+        if (opts_.hub.log) opts_.hub.log(log_level::error, "TLS: " + why);
+        ec = std::make_error_code(std::errc::invalid_argument);
+        return false;
+    }
+
     // The accept loop, on the acceptor's strand.
     void accept() {
         asio::any_io_executor ex = wakes_ ? asio::any_io_executor(ioc_.get_executor()) : asio::any_io_executor(asio::make_strand(ioc_));
@@ -257,11 +280,16 @@ private:
             } else {
                 ++from_address;
                 net::detail::connection_owner& owner = *this;
-                c = std::make_shared<net::detail::tcp_connection>(std::move(socket), owner, limits_, wakes_.get());
+                c = std::make_shared<net::detail::tcp_connection>(std::move(socket), owner, limits_, wakes_.get(),
+                                                                     tls_.context ? &tls_ : nullptr);
                 connections_.emplace(c.get(), c);
             }
         }
-        if (refuse == 503)
+        if (refuse && tls_.context) {
+            // A TLS client cannot read a plain answer, and a handshake is the very cost an
+            // overloaded server must not pay: closed unread (the browser retries).
+            socket.close(ec);
+        } else if (refuse == 503)
             net::detail::refuse_connection(std::move(socket), 503, "overloaded",
                                            "too many connections: retry later", std::chrono::seconds(5), true);
         else if (refuse == 429)
@@ -284,7 +312,9 @@ private:
         acceptor_->accept(s, ec);
         std::error_code ignored;
         acceptor_->non_blocking(false, ignored);
-        if (!ec)
+        if (!ec && tls_.context)
+            s.close(ec);  // a TLS client cannot read a plain answer
+        else if (!ec)
             net::detail::refuse_connection(std::move(s), 503, "overloaded", "server out of descriptors: retry later",
                                            std::chrono::seconds(5), false);
         reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -382,6 +412,7 @@ private:
 
     server_options opts_;
     net::detail::connection_limits limits_ = net::detail::connection_limits::of(opts_);
+    net::detail::connection_tls tls_;
     std::unique_ptr<asio::io_context> own_ioc_;
     asio::io_context& ioc_;
     herald::hub hub_;

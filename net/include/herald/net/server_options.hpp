@@ -6,10 +6,37 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+namespace asio::ssl {
+class context;
+}
+
 namespace herald {
+
+/// TLS: https and wss on the server's one port (as ws and http are without it). Set either
+/// the two files or a context; neither (the default) serves plain HTTP. Loaded by
+/// basic_server::start(), which fails with std::errc::invalid_argument (and logs OpenSSL's
+/// reason at error level) when a file is missing, unreadable or the key does not match.
+/// herald's own context (from the files): TLS 1.2 and up, ECDHE with AEAD ciphers, the
+/// server's cipher preference, no renegotiation, ALPN `http/1.1` (herald speaks no h2).
+struct tls_options {
+    /// PEM: the server's certificate first, then the intermediates (a `fullchain.pem`).
+    std::string cert_chain_file;
+    /// PEM: its private key (not encrypted).
+    std::string private_key_file;
+    /// Or an asio::ssl::context the CMS made and owns (e.g. one it reloads for certificate
+    /// rotation, shared with its own listeners): herald uses its `native_handle()` as it is
+    /// (protocol versions, ciphers, ALPN are the CMS's: offer no h2) and keeps it alive.
+    /// Wins over the files.
+    std::shared_ptr<asio::ssl::context> context;
+    /// A connection that has not finished its handshake by then is closed.
+    std::chrono::milliseconds handshake_timeout{10000};
+
+    bool enabled() const noexcept { return context || !cert_chain_file.empty() || !private_key_file.empty(); }
+};
 
 /// What a herald server listens on and how it treats its connections. Every member has a
 /// default; set the ones you need before constructing the server.
@@ -96,6 +123,9 @@ struct server_options {
     /// request is being served or held. Over it: closed without an answer. On an idle
     /// connection pipelined requests are read one at a time and never buffered past this.
     std::size_t max_pipelined_bytes = 64 * 1024;
+
+    /// https and wss (see tls_options); empty: plain http and ws.
+    tls_options tls;
 
     /// Name of this server in `welcome`, `/herald/info` and logs (default: address:port).
     std::string server_id;

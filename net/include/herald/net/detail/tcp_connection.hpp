@@ -10,7 +10,9 @@
 #include <herald/net/http.hpp>
 #include <herald/net/server_options.hpp>
 #include <herald/net/detail/http1.hpp>
+#include <herald/net/detail/tls.hpp>
 #include <herald/net/detail/write_queue.hpp>
+#include <herald/options.hpp>
 
 #include <asio.hpp>
 
@@ -100,16 +102,24 @@ struct connection_limits : http1::reader_limits {
 /// makes the kernel send one).
 inline constexpr std::chrono::seconds linger_timeout{2};
 
+/// TLS on the server's connections (server_options::tls), shared by all of them.
+struct connection_tls {
+    std::unique_ptr<tls_context> context;
+    std::chrono::milliseconds handshake_timeout{10000};
+    log_function log;
+};
+
 class tcp_connection final : public net::connection, public std::enable_shared_from_this<tcp_connection> {
 public:
     using executor_type = asio::any_io_executor;  // the connection's strand
 
     /// `batch`: where the wakes of this connection go when its executor is single-threaded
-    /// (null: each wake is posted to the connection's strand).
+    /// (null: each wake is posted to the connection's strand). `tls`: https (null: plain).
     tcp_connection(asio::ip::tcp::socket socket, connection_owner& owner, const connection_limits& limits,
-               wake_batch* batch = nullptr)
+               wake_batch* batch = nullptr, const connection_tls* tls = nullptr)
         : socket_(std::move(socket)), owner_(owner), limits_(limits), batch_(batch), since_(clock::now()),
-          reader_(limits_) {
+          reader_(limits_), tls_config_(tls) {
+        if (tls && tls->context) tls_ = std::make_unique<tls_session>(tls->context->native(), tls_session::role::server);
         std::error_code ec;
         socket_.set_option(asio::ip::tcp::no_delay(true), ec);
         socket_.non_blocking(true, ec);
@@ -172,6 +182,7 @@ public:
     /// A write error closes the connection from a posted handler, never under the caller.
     void flush() override {
         if (waiting_ || failed_ || mode_ == mode::closed) return;
+        if (tls_) return flush_tls();
         while (!queue_.empty()) {
             std::error_code ec;
             const std::size_t n = socket_.write_some(queue_.buffers(), ec);
@@ -192,7 +203,9 @@ public:
     }
 
     /// Whether bytes wait to be written (the peer is not reading as fast as we write).
-    bool writing() const noexcept override { return waiting_ || queue_.queued(); }
+    bool writing() const noexcept override {
+        return waiting_ || queue_.queued() || (tls_ && !tls_->pending_ciphertext().empty());
+    }
 
     /// Answers the request being served. Keeps the connection for the next request when
     /// the client wants it (and `keep_alive` allows), else closes once written.
@@ -270,6 +283,7 @@ public:
     void close() override {
         if (mode_ == mode::closed) return;
         mode_ = mode::closed;
+        if (tls_) say_goodbye();
         std::error_code ec;
         socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
         socket_.close(ec);
@@ -300,6 +314,10 @@ public:
         // linger_timeout to close its side.
         if (mode_ == mode::finishing && now - since_ > (lingering_ ? linger_timeout : limits_.body_timeout)) {
             close();
+            return;
+        }
+        if (tls_ && !tls_->established() && now - since_ > tls_config_->handshake_timeout) {
+            tls_failed("no TLS handshake in time");
             return;
         }
         if (handler_) { handler_->on_tick(now); return; }
@@ -368,6 +386,7 @@ private:
     // which may destroy the answer before the peer reads it.
     void linger() {
         if (mode_ == mode::closed) return;
+        if (tls_) say_goodbye();  // the close_notify goes before the half-close
         std::error_code ec;
         socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
         if (ec) { close(); return; }
@@ -410,7 +429,11 @@ private:
             const std::size_t n = socket_.read_some(asio::buffer(buffer), ec);
             if (ec == asio::error::would_block || ec == asio::error::try_again) break;
             if (ec) { close(); return; }  // the peer's close (a lingering close ends here)
-            feed(buffer.data(), n);
+            if (tls_) {
+                if (!decrypt(buffer.data(), n)) return;
+            } else {
+                feed(buffer.data(), n);
+            }
             if (n < buffer.size() || over_cap() || (mode_ == mode::http && !pending_.empty())) break;
         }
         read();
@@ -460,6 +483,84 @@ private:
         }
     }
 
+    // ---- TLS (tls_ set): the codec and the handlers see plaintext; the socket ciphertext ----
+
+    // Decrypts what was read and feeds the plaintext on; sends what the handshake answers.
+    // False when the connection closed.
+    bool decrypt(const char* data, std::size_t n) {
+        tls_->feed_ciphertext(data, n);
+        const tls_session::state st = tls_->read_plaintext([this](const char* p, std::size_t m) {
+            if (mode_ != mode::closed) feed(p, m);
+        });
+        if (mode_ == mode::closed) return false;
+        if (st == tls_session::state::failed) { tls_failed(tls_->error()); return false; }
+        flush();
+        if (st == tls_session::state::closed) { close(); return false; }  // the peer's close_notify
+        return true;
+    }
+
+    // The write loop under TLS: plaintext from the queue is encrypted (shared frames are read
+    // in place, gathered into records) while less than 64 KB of ciphertext waits; the
+    // ciphertext goes out with the same non-blocking write_some. A slow peer's plaintext stays
+    // in the queue, uncopied.
+    void flush_tls() {
+        for (;;) {
+            while (!queue_.empty() && tls_->established()) {
+                const std::size_t n = tls_->write_plaintext(queue_.buffers());
+                if (n == 0) break;
+                queue_.consume(n);
+            }
+            if (tls_->failed()) {
+                failed_ = true;
+                asio::post(get_executor(), [self = shared_from_this()] { self->close(); });
+                return;
+            }
+            const std::string_view out = tls_->pending_ciphertext();
+            if (out.empty()) break;
+            std::error_code ec;
+            const std::size_t n = socket_.write_some(asio::buffer(out.data(), out.size()), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                wait_writable();
+                return;
+            }
+            if (ec) {
+                failed_ = true;
+                asio::post(get_executor(), [self = shared_from_this()] { self->close(); });
+                return;
+            }
+            tls_->consume_ciphertext(n);
+        }
+        if (!queue_.empty()) return;  // before the handshake is done: the plaintext waits
+        queue_.clear();
+        if (close_when_flushed_) asio::post(get_executor(), [self = shared_from_this()] { self->linger(); });
+        else if (read_paused_) resume_reading();
+    }
+
+    // A handshake that failed or did not come in time: logged once (debug), and closed. A
+    // plain HTTP request on the TLS port gets a plain 400 first, saying so.
+    void tls_failed(const std::string& why) {
+        if (tls_config_->log) tls_config_->log(log_level::debug, "TLS with " + remote_ + " failed: " + why);
+        if (tls_->plain_http()) {
+            static constexpr std::string_view answer =
+                "HTTP/1.1 400 Bad Request\r\nServer: herald\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                "Content-Length: 47\r\n\r\nThis port speaks TLS: use https:// or wss://.\r\n";
+            std::error_code ec;
+            socket_.write_some(asio::buffer(answer.data(), answer.size()), ec);
+        }
+        failed_ = true;
+        close();
+    }
+
+    // On close: the close_notify, with whatever ciphertext waits, in one non-blocking write.
+    void say_goodbye() {
+        if (failed_ || goodbye_said_) return;
+        goodbye_said_ = true;
+        tls_->close();
+        const std::string_view out = tls_->pending_ciphertext();
+        std::error_code ec;
+        if (!out.empty()) socket_.write_some(asio::buffer(out.data(), out.size()), ec);
+    }
+
     void refuse(int status, const std::string& why) {
         http_request dummy;
         mode_ = mode::serving;
@@ -482,6 +583,9 @@ private:
     clock::time_point since_;
 
     http1::request_reader reader_;
+    const connection_tls* tls_config_;
+    std::unique_ptr<tls_session> tls_;  // null: plain HTTP
+    bool goodbye_said_ = false;         // the close_notify is written (linger, then close)
     std::string pending_;  // bytes after the current request
 
     std::shared_ptr<stream_handler> handler_;
