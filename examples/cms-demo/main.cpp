@@ -64,6 +64,8 @@ int main(int argc, char** argv) {
     app.add_option("--assets", assets, "directory of the page's files");
     app.add_option("--redis", redis_address, "host:port of Redis: several demo servers share publishes and history");
     app.add_option("--server-id", opts.server_id, "this server's name in welcome and /herald/info");
+    app.add_option("--tls-cert", opts.tls.cert_chain_file, "PEM certificate chain: serve https and wss on the port");
+    app.add_option("--tls-key", opts.tls.private_key_file, "PEM private key of --tls-cert");
     CLI11_PARSE(app, argc, argv);
 
     // Block the stop signals before any thread starts; main waits for them with sigwait.
@@ -167,10 +169,11 @@ int main(int argc, char** argv) {
     std::error_code ec;
     server.start(ec);
     if (ec) {
-        std::cerr << "cannot listen on " << opts.address << ':' << opts.port << ": " << ec.message() << '\n';
+        std::cerr << "cannot listen on " << opts.address << ':' << opts.port << ": " << ec.message()
+                  << (opts.tls.enabled() ? " (or the TLS certificate or key: see the line above)" : "") << '\n';
         return 1;
     }
-    std::cout << "herald CMS demo on http://" << opts.address << ':' << server.port() << "/  (transports:";
+    std::cout << "herald CMS demo on " << (opts.tls.enabled() ? "https://" : "http://") << opts.address << ':' << server.port() << "/  (transports:";
     if (websocket) std::cout << " websocket";
     if (longpoll) std::cout << " long-poll";
     std::cout << "; Ctrl-C stops)" << std::endl;

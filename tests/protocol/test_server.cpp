@@ -15,6 +15,7 @@
 #endif
 
 #include <CLI/CLI.hpp>
+#include <asio/ssl/context.hpp>
 
 #include <csignal>
 #include <iostream>
@@ -51,6 +52,8 @@ int main(int argc, char** argv) {
     app.add_flag("!--no-longpoll", longpoll);
     app.add_option("--tls-cert", opts.tls.cert_chain_file, "PEM certificate chain: serve https and wss");
     app.add_option("--tls-key", opts.tls.private_key_file, "PEM private key of --tls-cert");
+    bool asio_context = false;
+    app.add_flag("--tls-asio-context", asio_context, "load the files into an asio::ssl::context of ours (as a CMS would) and hand herald that");
     long handshake_ms = 10000;
     app.add_option("--tls-handshake-ms", handshake_ms, "close a connection with no TLS handshake after this");
     CLI11_PARSE(app, argc, argv);
@@ -62,6 +65,15 @@ int main(int argc, char** argv) {
     opts.body_timeout = std::chrono::milliseconds(body_timeout_ms);
     opts.websocket_frame_timeout = std::chrono::milliseconds(frame_timeout_ms);
     opts.tls.handshake_timeout = std::chrono::milliseconds(handshake_ms);
+    if (asio_context) {
+        auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+        ctx->set_options(asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+        ctx->use_certificate_chain_file(opts.tls.cert_chain_file);
+        ctx->use_private_key_file(opts.tls.private_key_file, asio::ssl::context::pem);
+        opts.tls = {};
+        opts.tls.context = std::move(ctx);
+        opts.tls.handshake_timeout = std::chrono::milliseconds(handshake_ms);
+    }
 
     sigset_t stop_signals;
     sigemptyset(&stop_signals);

@@ -138,3 +138,17 @@ test('garbage instead of a ClientHello is closed at once', async () => {
   assert.equal(r.data.length === 0 || r.data[0] === 0x15, true, 'nothing, or a TLS alert');
   assert.equal((await get('/herald/info')).status, 200);
 });
+
+test('an asio::ssl::context the CMS owns serves https and wss the same', async () => {
+  const other = await startServer(['--tls-cert', cert.cert, '--tls-key', cert.key, '--tls-asio-context']);
+  try {
+    const r = await httpsRequest(`${other.url}/herald/info`, { ca: cert.ca });
+    assert.equal(r.status, 200);
+    const c = client(`${other.ws}?user=bob`, { ca: cert.ca });
+    await c.open();
+    await c.frame((f) => f.type === 'welcome');
+    c.close();
+  } finally {
+    assert.equal((await other.stop()).code, 0);
+  }
+});
