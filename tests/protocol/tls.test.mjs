@@ -152,3 +152,19 @@ test('an asio::ssl::context the CMS owns serves https and wss the same', async (
     assert.equal((await other.stop()).code, 0);
   }
 });
+
+test('herald-doctor on https: refuses the self-signed certificate, passes with --insecure and says so', { skip: !process.env.HERALD_DOCTOR }, async () => {
+  const { execFile } = await import('node:child_process');
+  const doctor = (args) => new Promise((resolve) => {
+    execFile(process.env.HERALD_DOCTOR, [server.url, '--hold', '0', '--timeout', '3', ...args], { timeout: 30000 },
+      (err, stdout) => resolve({ code: err ? err.code : 0, stdout }));
+  });
+  const strict = await doctor(['--json']);
+  assert.equal(strict.code, 1, strict.stdout);
+  assert.match(JSON.parse(strict.stdout).checks[0].summary, /TLS .* failed: certificate verify failed/);
+  const loose = await doctor(['--insecure', '--channel', 'public.doctor']);
+  assert.equal(loose.code, 0, loose.stdout);
+  assert.match(loose.stdout, /NOT verified/);
+  assert.match(loose.stdout, /WebSocket: OK/);
+  assert.match(loose.stdout, /Long-poll: OK/);
+});

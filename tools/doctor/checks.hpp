@@ -176,6 +176,16 @@ inline finding check_server(const settings& s, server_facts& facts) {
         if (facts.proxy_kind.empty() && contains_nocase(facts.proxy, needle)) facts.proxy_kind = kind;
     f.detail["proxy"] = facts.proxy;
 
+    if (r.error && !r.status && s.where.tls && r.error.category() == asio::error::get_ssl_category()) {
+        f.status = level::fail;
+        f.summary = "TLS with " + s.where.host_header() + " failed: " + detail::what_failed(r, s);
+        f.cause = "Something answers here, but the TLS handshake failed: a certificate a browser would not trust "
+                  "(self-signed, expired, for another name, an incomplete chain), or no TLS on this port.";
+        f.fix.push_back("Serve the full chain (leaf first) for this host name (herald: server_options::tls.cert_chain_file); "
+                        "`openssl s_client -connect " + s.where.host + ":" + s.where.port + " -servername " + s.where.host +
+                        "` shows what is served. For a test certificate, --insecure checks the rest.");
+        return f;
+    }
     if (r.error && !r.status) {
         f.status = level::fail;
         f.summary = "cannot reach " + s.where.host_header() + ": " + detail::what_failed(r, s);

@@ -17,8 +17,10 @@ namespace {
 
 using namespace herald::doctor;
 
-void print_text(const std::string& url, const std::vector<finding>& findings, const std::string& verdict, int code) {
-    std::cout << "herald-doctor " << HERALD_VERSION_STRING << ": " << url << "\n\n";
+void print_text(const std::string& url, bool insecure, const std::vector<finding>& findings, const std::string& verdict, int code) {
+    std::cout << "herald-doctor " << HERALD_VERSION_STRING << ": " << url << "\n";
+    if (insecure) std::cout << "TLS: --insecure: the server's certificate was NOT verified (a browser would refuse one that does not verify)\n";
+    std::cout << "\n";
     for (const auto& f : findings) std::cout << f.title << ": " << to_string(f.status) << " — " << f.summary << "\n";
     std::cout << "\nVerdict: " << verdict << "\n";
     // Fixes for what fails or will hurt, then recommendations (notes): each once, numbered.
@@ -41,13 +43,14 @@ void print_text(const std::string& url, const std::vector<finding>& findings, co
     std::cout << "\nExit code " << code << ": " << exit_meaning(code) << ".\n";
 }
 
-void print_json(const std::string& url, const std::vector<finding>& findings, const std::string& verdict, int code) {
+void print_json(const std::string& url, bool insecure, const std::vector<finding>& findings, const std::string& verdict, int code) {
     nlohmann::json checks = nlohmann::json::array();
     for (const auto& f : findings)
         checks.push_back({{"check", f.check}, {"status", to_string(f.status)}, {"summary", f.summary},
                           {"cause", f.cause}, {"fix", f.fix}, {"detail", f.detail}});
     nlohmann::json out = {{"doctor", HERALD_VERSION_STRING}, {"url", url},       {"exit_code", code},
                           {"meaning", exit_meaning(code)},   {"verdict", verdict}, {"checks", checks}};
+    if (insecure) out["tls_certificate_verified"] = false;
     std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
 }
 
@@ -61,7 +64,7 @@ int main(int argc, char** argv) {
     double step_s = 5, hold_s = 30, poll_hold_s = 2;
     bool json = false;
     std::vector<std::string> headers;
-    app.add_option("url", url, "the site's URL, as a browser reaches it (http://host[:port][/prefix])")->required();
+    app.add_option("url", url, "the site's URL, as a browser reaches it (http[s]://host[:port][/prefix])")->required();
     app.add_option("--timeout", step_s, "seconds to wait for each answer")->capture_default_str()->check(CLI::Range(0.1, 120.0));
     app.add_option("--hold", hold_s, "seconds a response is held to find idle cuts (0: skip; at most 120)")
         ->capture_default_str()->check(CLI::Range(0.0, 120.0));
@@ -73,6 +76,8 @@ int main(int argc, char** argv) {
     app.add_option("--cookie", s.cookie, "Cookie to send (a user's session, when herald authenticates by cookie)");
     app.add_option("--header", headers, "header to send, \"Name: value\" (repeatable)");
     app.add_flag("--json", json, "print the findings as JSON");
+    bool insecure = false;
+    app.add_flag("--insecure", insecure, "https: accept a certificate that does not verify (self-signed); the output says so");
     CLI11_PARSE(app, argc, argv);
 
     std::string why;
@@ -82,6 +87,7 @@ int main(int argc, char** argv) {
         return 64;
     }
     s.where = *where;
+    s.where.insecure = insecure && where->tls;
     s.step = milliseconds(static_cast<long long>(step_s * 1000));
     s.hold = milliseconds(static_cast<long long>(hold_s * 1000));
     s.poll_hold = milliseconds(static_cast<long long>(poll_hold_s * 1000));
@@ -117,7 +123,7 @@ int main(int argc, char** argv) {
     }
     const int code = exit_code(findings);
     const std::string v = verdict(findings, code);
-    if (json) print_json(url, findings, v, code);
-    else print_text(url, findings, v, code);
+    if (json) print_json(url, s.where.insecure, findings, v, code);
+    else print_text(url, s.where.insecure, findings, v, code);
     return code;
 }

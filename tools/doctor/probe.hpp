@@ -6,6 +6,7 @@
 #pragma once
 
 #include <asio.hpp>
+#include <asio/ssl.hpp>
 #include <nlohmann/json.hpp>
 #include <websocketpp/config/core_client.hpp>
 #include <websocketpp/http/request.hpp>
@@ -14,6 +15,7 @@
 #include <websocketpp/uri.hpp>
 
 #include <algorithm>
+#include <memory>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -37,24 +39,26 @@ inline double ms_between(clock::time_point a, clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-/// Where herald is: `http://host[:port][/prefix]`; its endpoints are `prefix + /herald/...`.
+/// Where herald is: `http[s]://host[:port][/prefix]`; its endpoints are `prefix + /herald/...`.
 struct location {
     std::string host, port = "80", prefix;
+    bool tls = false;       ///< https (and wss for the WebSocket check)
+    bool insecure = false;  ///< https: accept a certificate that does not verify (--insecure)
 
     /// Parses a URL; a trailing `/herald/...` is dropped (so the info URL works too).
     /// @returns an empty optional, and `why`, for a URL the doctor cannot use.
     static std::optional<location> parse(std::string url, std::string& why) {
         location l;
-        const std::string scheme = "http://";
         if (url.rfind("https://", 0) == 0) {
-            why = "https is not supported by this build: check herald over http, at the proxy's plain-HTTP port or on the server's host";
+            l.tls = true;
+            l.port = "443";
+            url.erase(0, 8);
+        } else if (url.rfind("http://", 0) == 0) {
+            url.erase(0, 7);
+        } else {
+            why = "the URL must start with http:// or https://";
             return std::nullopt;
         }
-        if (url.rfind(scheme, 0) != 0) {
-            why = "the URL must start with http://";
-            return std::nullopt;
-        }
-        url.erase(0, scheme.size());
         const std::size_t slash = url.find('/');
         std::string authority = url.substr(0, slash);
         l.prefix = slash == std::string::npos ? "" : url.substr(slash);
@@ -82,10 +86,10 @@ struct location {
     /// The Host header value (the port only when not the default).
     std::string host_header() const {
         const std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-        return port == "80" ? h : h + ":" + port;
+        return port == (tls ? "443" : "80") ? h : h + ":" + port;
     }
     /// The origin a page from this site would send.
-    std::string origin() const { return "http://" + host_header(); }
+    std::string origin() const { return (tls ? "https://" : "http://") + host_header(); }
     std::string path(std::string_view p) const { return prefix + std::string(p); }
 };
 
@@ -106,14 +110,18 @@ public:
             });
         }, [&] { resolver.cancel(); });
         if (ec) return ec;
-        return run(deadline, [&](auto done) {
+        ec = run(deadline, [&](auto done) {
             asio::async_connect(socket_, endpoints, [done](std::error_code e, const auto&) { done(e); });
         }, [&] { socket_.close(); });
+        if (ec || !where.tls) return ec;
+        return handshake(where, deadline);
     }
 
     std::error_code send(std::string_view bytes, clock::time_point deadline) {
         return run(deadline, [&](auto done) {
-            asio::async_write(socket_, asio::buffer(bytes), [done](std::error_code e, std::size_t) { done(e); });
+            auto cb = [done](std::error_code e, std::size_t) { done(e); };
+            if (tls_) asio::async_write(*tls_, asio::buffer(bytes), cb);
+            else asio::async_write(socket_, asio::buffer(bytes), cb);
         }, [&] { socket_.cancel(); });
     }
 
@@ -123,16 +131,40 @@ public:
         char buf[16384];
         std::size_t got = 0;
         std::error_code ec = run(deadline, [&](auto done) {
-            socket_.async_read_some(asio::buffer(buf), [&, done](std::error_code e, std::size_t n) {
+            auto cb = [&, done](std::error_code e, std::size_t n) {
                 got = n;
                 done(e);
-            });
+            };
+            if (tls_) tls_->async_read_some(asio::buffer(buf), cb);
+            else socket_.async_read_some(asio::buffer(buf), cb);
         }, [&] { socket_.cancel(); });
         in.append(buf, got);
+        // A TLS peer that closes without close_notify (a proxy cutting) is an end of stream too.
+        if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;
         return got > 0 ? std::error_code() : ec;
     }
 
 private:
+    // https: TLS 1.2+, ALPN http/1.1, SNI; the certificate checked against the system's trust
+    // store and the host name, unless `insecure`.
+    std::error_code handshake(const location& where, clock::time_point deadline) {
+        ssl_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+        ssl_->set_options(asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+        static const unsigned char alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+        SSL_CTX_set_alpn_protos(ssl_->native_handle(), alpn, sizeof alpn);
+        std::error_code ec;
+        if (!where.insecure) {
+            ssl_->set_default_verify_paths(ec);
+            ssl_->set_verify_mode(asio::ssl::verify_peer, ec);
+            ssl_->set_verify_callback(asio::ssl::host_name_verification(where.host), ec);
+        }
+        tls_.emplace(socket_, *ssl_);
+        SSL_set_tlsext_host_name(tls_->native_handle(), where.host.c_str());
+        return run(deadline, [&](auto done) {
+            tls_->async_handshake(asio::ssl::stream_base::client, [done](std::error_code e) { done(e); });
+        }, [&] { socket_.close(); });
+    }
+
     // Starts `op`, runs the io_context until it completes or the deadline passes; past the
     // deadline, `cancel` aborts it and the answer is timed_out.
     template <class Op, class Cancel>
@@ -150,6 +182,8 @@ private:
 
     asio::io_context ioc_;
     asio::ip::tcp::socket socket_{ioc_};
+    std::unique_ptr<asio::ssl::context> ssl_;
+    std::optional<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
 };
 
 /// An HTTP answer, with when each part of it came.
@@ -314,7 +348,7 @@ inline websocket_outcome websocket_probe(const location& where, const std::strin
     websocketpp::processor::hybi13<config> proc(false, false, manager, rng);
 
     websocketpp::http::parser::request req;
-    auto uri = std::make_shared<websocketpp::uri>("ws://" + where.host_header() + target);
+    auto uri = std::make_shared<websocketpp::uri>((where.tls ? "wss://" : "ws://") + where.host_header() + target);
     proc.client_handshake_request(req, uri, {"herald.v1"});
     for (const auto& [k, v] : headers) req.replace_header(k, v);
 

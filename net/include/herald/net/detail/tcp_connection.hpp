@@ -184,22 +184,11 @@ public:
         if (waiting_ || failed_ || mode_ == mode::closed) return;
         if (tls_) return flush_tls();
         while (!queue_.empty()) {
-            std::error_code ec;
-            const std::size_t n = socket_.write_some(queue_.buffers(), ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) {
-                wait_writable();
-                return;
-            }
-            if (ec) {
-                failed_ = true;
-                asio::post(get_executor(), [self = shared_from_this()] { self->close(); });
-                return;
-            }
+            std::size_t n = 0;
+            if (!write_now(queue_.buffers(), n)) return;
             queue_.consume(n);
         }
-        queue_.clear();
-        if (close_when_flushed_) asio::post(get_executor(), [self = shared_from_this()] { self->linger(); });
-        else if (read_paused_) resume_reading();
+        flushed();
     }
 
     /// Whether bytes wait to be written (the peer is not reading as fast as we write).
@@ -395,6 +384,30 @@ private:
         read();
     }
 
+    // One non-blocking write_some: false when the socket is full (the rest waits for
+    // writability) or failed (the connection closes from a posted handler).
+    template <class Buffers>
+    bool write_now(const Buffers& buffers, std::size_t& n) {
+        std::error_code ec;
+        n = socket_.write_some(buffers, ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            wait_writable();
+            return false;
+        }
+        if (ec) { fail_write(); return false; }
+        return true;
+    }
+    void fail_write() {
+        failed_ = true;
+        asio::post(get_executor(), [self = shared_from_this()] { self->close(); });
+    }
+    // Everything queued is out.
+    void flushed() {
+        queue_.clear();
+        if (close_when_flushed_) asio::post(get_executor(), [self = shared_from_this()] { self->linger(); });
+        else if (read_paused_) resume_reading();
+    }
+
     void wait_writable() {
         waiting_ = true;
         socket_.async_wait(asio::ip::tcp::socket::wait_write, [self = shared_from_this()](std::error_code ec) {
@@ -510,30 +523,15 @@ private:
                 if (n == 0) break;
                 queue_.consume(n);
             }
-            if (tls_->failed()) {
-                failed_ = true;
-                asio::post(get_executor(), [self = shared_from_this()] { self->close(); });
-                return;
-            }
+            if (tls_->failed()) { fail_write(); return; }
             const std::string_view out = tls_->pending_ciphertext();
             if (out.empty()) break;
-            std::error_code ec;
-            const std::size_t n = socket_.write_some(asio::buffer(out.data(), out.size()), ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) {
-                wait_writable();
-                return;
-            }
-            if (ec) {
-                failed_ = true;
-                asio::post(get_executor(), [self = shared_from_this()] { self->close(); });
-                return;
-            }
+            std::size_t n = 0;
+            if (!write_now(asio::buffer(out.data(), out.size()), n)) return;
             tls_->consume_ciphertext(n);
         }
         if (!queue_.empty()) return;  // before the handshake is done: the plaintext waits
-        queue_.clear();
-        if (close_when_flushed_) asio::post(get_executor(), [self = shared_from_this()] { self->linger(); });
-        else if (read_paused_) resume_reading();
+        flushed();
     }
 
     // A handshake that failed or did not come in time: logged once (debug), and closed. A
