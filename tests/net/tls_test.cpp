@@ -183,7 +183,7 @@ TEST_CASE("tls_session: a TLS 1.1 client is refused", "[tls]") {
     CHECK_FALSE(p.client->established());
 }
 
-TEST_CASE("tls_session: close_notify ends the peer's stream; a verifying client refuses a self-signed certificate", "[tls]") {
+TEST_CASE("tls_session: close_notify ends the peer's stream, and a verifying client refuses a self-signed certificate", "[tls]") {
     pair_fixture p;
     p.handshake();
     p.server->close();
