@@ -29,6 +29,7 @@ struct request_info {
     std::string method;
     std::string target;  ///< path and query, as sent
     std::string remote;  ///< peer address
+    bool secure = false; ///< came over herald's own TLS (https, wss); a proxy's TLS is not seen here
     std::vector<std::pair<std::string, std::string>> headers;
 
     /// First value of header `name`, or empty.

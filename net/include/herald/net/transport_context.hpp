@@ -50,16 +50,17 @@ public:
     /// Whether the request's Origin may use herald (see server_options::allowed_origins).
     /// Origins compare by scheme, host and port, after lower-casing the scheme and host and
     /// filling in the default port (http 80, https 443). The same-origin default also wants
-    /// the scheme the request came by: http, or https when server_options::trust_forwarded_proto
-    /// is on and the proxy says `X-Forwarded-Proto: https`. `Origin: null` (sandboxed frames,
-    /// file: pages, some redirects) is refused; a request without Origin (not a browser) passes.
+    /// the scheme the request came by: https over herald's own TLS, else http, or https when
+    /// server_options::trust_forwarded_proto is on and the proxy says `X-Forwarded-Proto:
+    /// https`. `Origin: null` (sandboxed frames, file: pages, some redirects) is refused; a
+    /// request without Origin (not a browser) passes.
     bool origin_allowed(const http_request& r) const {
         const std::string_view origin = r.header("origin");
         if (origin.empty()) return true;
         const auto o = parse_origin(origin);
         if (!o) return false;  // `null`, or not scheme://host[:port]
         if (opts.allowed_origins.empty()) {
-            std::string scheme = "http";
+            std::string scheme = r.secure ? "https" : "http";
             if (opts.trust_forwarded_proto && lower(trim(r.header("x-forwarded-proto"))) == "https") scheme = "https";
             const auto host = parse_authority(scheme, r.header("host"));
             return host && *host == *o;

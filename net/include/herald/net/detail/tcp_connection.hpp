@@ -486,6 +486,7 @@ private:
             n -= r.used;
             if (r.what == http1::request_reader::ready) {
                 http_request req = reader_.take(remote_);
+                req.secure = tls_ != nullptr;
                 pending_.assign(data, n);
                 n = 0;
                 mode_ = mode::serving;
