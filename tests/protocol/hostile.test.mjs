@@ -131,6 +131,33 @@ test('WebSocket ping flood never read: no queue of pongs', async () => {
   c.sock.destroy();
 });
 
+test('long-polls of history never read: answers share the frames, memory stays bounded', async () => {
+  // 4 channels of 16 x 50 KB in history (3.2 MB, held before the measurement starts), then
+  // 16 connections (under the per-address cap) each poll all 4 from offset 0 and never read:
+  // a copied answer each would be 16 x 1 MiB (max_answer_bytes) at least.
+  const cursors = {};
+  for (let k = 0; k < 4; k++) {
+    const p = await publish(server, `public.lp${k}`, 'x'.repeat(50 * 1024), 16);
+    cursors[`public.lp${k}`] = { epoch: p.epoch, offset: 0 };
+  }
+  await sleep(200);
+  const rss0 = rssKiB();
+  const body = JSON.stringify({ channels: cursors, timeout: 0 });
+  const socks = [];
+  for (let i = 0; i < 16; i++) {
+    const c = raw(server.port, { read: false });
+    await c.connected;
+    c.sock.pause();
+    c.write(`POST /herald/poll HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    socks.push(c);
+  }
+  await sleep(1000);
+  assertGrowthBounded(rssKiB() - rss0, 'long-polls never read');
+  await bystanderServed();
+  for (const c of socks) c.sock.destroy();
+});
+
 test('connections per address: past the cap, 429 with Retry-After; another address is served', async () => {
   const socks = Array.from({ length: PER_ADDRESS + 5 }, () => raw(server.port));
   await Promise.all(socks.map((s) => s.connected));

@@ -212,7 +212,7 @@ public:
     void respond(const http_request& req, http_response&& res, bool keep_alive = true) override {
         if (mode_ == mode::closed) return;
         keep_alive = keep_alive && req.keep_alive() && !draining_;
-        responses.push_back({res.status, std::move(res.content_type), std::move(res.headers), std::move(res.body),
+        responses.push_back({res.status, std::move(res.content_type), std::move(res.headers), res.body_text(),
                              keep_alive});
         retire_handler();
         if (keep_alive) mode_ = mode::http;

@@ -29,7 +29,7 @@ struct longpoll_fixture {
     herald::transport::longpoll::options lp_opts;
     std::unique_ptr<herald::transport::longpoll> lp;
 
-    longpoll_fixture() {
+    explicit longpoll_fixture(herald::transport::longpoll::options o = {}) : lp_opts(std::move(o)) {
         herald::rule_authorizer auth;
         auth.allow(herald::action::subscribe, "c").allow(herald::action::subscribe, "news.**");
         hub.set_authorizer(std::move(auth));
@@ -118,6 +118,44 @@ TEST_CASE("long-poll: a poll with a cursor gets the messages it missed") {
     CHECK(offsets_of(frames) == herald::test::range(3, 5));
     for (const json& f : frames)
         if (f["type"] == "message") CHECK(f["epoch"] == p.epoch);
+}
+
+TEST_CASE("long-poll: an answer stops at max_answer_bytes, in order, and the next polls resume from the cursor: nothing lost") {
+    herald::transport::longpoll::options o;
+    o.max_answer_bytes = 64 * 1024;
+    longpoll_fixture t(o);
+    const std::string big = "\"" + std::string(10 * 1024, 'x') + "\"";  // a 10 KiB JSON string
+    herald::position p;
+    for (int i = 0; i < 40; ++i) p = t.hub.publish("news.front", big);  // 400 KiB in history
+    std::vector<std::uint64_t> got;
+    std::uint64_t cursor = 0;
+    int polls = 0;
+    while (got.size() < 40 && polls++ < 20) {
+        auto c = t.poll(R"({"channels":{"news.front":{"epoch":")" + p.epoch + R"(","offset":)" + std::to_string(cursor) +
+                        R"(}},"timeout":0})");
+        c->run();
+        REQUIRE(c->responses.size() == 1);
+        CHECK(c->responses[0].status == 200);
+        CHECK(c->responses[0].body.size() <= o.max_answer_bytes + 64);  // the envelope
+        const std::vector<std::uint64_t> offsets = offsets_of(frames_of(c->responses[0]));
+        REQUIRE_FALSE(offsets.empty());
+        got.insert(got.end(), offsets.begin(), offsets.end());
+        cursor = offsets.back();
+    }
+    CHECK(got == herald::test::range(1, 40));
+    CHECK(polls >= 7);  // 400 KiB in answers of at most 64 KiB
+}
+
+TEST_CASE("long-poll: one frame larger than max_answer_bytes still goes, alone") {
+    herald::transport::longpoll::options o;
+    o.max_answer_bytes = 1024;
+    longpoll_fixture t(o);
+    const herald::position p = t.hub.publish("news.front", "\"" + std::string(4096, 'y') + "\"");
+    t.hub.publish("news.front", herald::test::payload(2));
+    auto c = t.poll(R"({"channels":{"news.front":{"epoch":")" + p.epoch + R"(","offset":0}},"timeout":0})");
+    c->run();
+    REQUIRE(c->responses.size() == 1);
+    CHECK(offsets_of(frames_of(c->responses[0])) == std::vector<std::uint64_t>{1});
 }
 
 TEST_CASE("long-poll: a poll past its timeout answers with no frames on the next tick") {

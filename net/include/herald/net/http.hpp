@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -50,6 +51,24 @@ struct http_response {
     std::string content_type = "application/json";
     std::vector<std::pair<std::string, std::string>> headers;
     std::string body;
+    /// Set by frames(): the body is `{"frames":[…]}` of these (and `body` stays empty). The
+    /// connection writes each frame's shared text in place, so an answer costs no copy of
+    /// what it carries however many clients it goes to.
+    std::optional<std::vector<frame_ptr>> frame_body;
+
+    /// Bytes of the body, either kind.
+    std::size_t body_size() const noexcept {
+        if (!frame_body) return body.size();
+        std::size_t n = envelope_open.size() + envelope_close.size();
+        for (const frame_ptr& f : *frame_body) n += f->text.size();
+        if (!frame_body->empty()) n += frame_body->size() - 1;  // the commas
+        return n;
+    }
+    /// The body as one string (a copy of a frame body: for tests and logs, not the write path).
+    std::string body_text() const {
+        return frame_body ? protocol::encode_poll_answer(*frame_body) : body;
+    }
+    static constexpr std::string_view envelope_open = "{\"frames\":[", envelope_close = "]}";
 
     static http_response json(int status, std::string body) {
         http_response r;
@@ -59,8 +78,11 @@ struct http_response {
     }
     /// A herald.v1 answer, `{"frames":[…]}` (protocol::encode_poll_answer): what every
     /// long-poll, `/herald/publish` and `/herald/ws` request is answered with over HTTP.
-    static http_response frames(int status, const std::vector<frame_ptr>& fs) {
-        return json(status, protocol::encode_poll_answer(fs));
+    static http_response frames(int status, std::vector<frame_ptr> fs) {
+        http_response r;
+        r.status = status;
+        r.frame_body = std::move(fs);
+        return r;
     }
     /// How the protocol endpoints refuse a request: `{"frames":[error]}`, one `error` frame
     /// with the code's wire name and `message` (by default the code's).

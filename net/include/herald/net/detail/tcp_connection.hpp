@@ -201,8 +201,19 @@ public:
     void respond(const http_request& req, http_response&& res, bool keep_alive = true) override {
         if (mode_ == mode::closed) return;
         keep_alive = keep_alive && req.keep_alive() && !draining_;
-        std::string head = http1::response_head(res, keep_alive, "Content-Length: " + std::to_string(res.body.size()));
-        if (req.method != "HEAD") head += res.body;
+        std::string head = http1::response_head(res, keep_alive, "Content-Length: " + std::to_string(res.body_size()));
+        if (req.method == "HEAD") {
+        } else if (!res.frame_body) {
+            head += res.body;  // small: one buffer beats two
+        } else if (mode_ != mode::closed) {
+            // {"frames":[f1,f2,…]}: each frame's text from its shared buffer, behind its comma.
+            queue_.push(std::move(head));
+            const std::vector<frame_ptr>& fs = *res.frame_body;
+            for (std::size_t i = 0; i < fs.size(); ++i)
+                queue_.push_shared(i ? std::string_view(",") : http_response::envelope_open, fs[i]);
+            head = fs.empty() ? std::string(http_response::envelope_open) : std::string();
+            head += http_response::envelope_close;
+        }
         retire_handler();
         write(std::move(head));
         next_request(keep_alive);

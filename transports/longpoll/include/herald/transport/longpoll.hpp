@@ -39,6 +39,10 @@ public:
         std::size_t max_channels_per_poll = 64;
         /// Held polls on this server at once; past it a poll gets 429 with Retry-After.
         std::size_t max_held_polls = 20000;
+        /// Bytes of frames one answer carries (at least one frame, whatever its size). What
+        /// does not fit is not lost: the answer stops before it, in order, and the client's
+        /// next poll (at once: something is waiting) resumes each channel from its cursor.
+        std::size_t max_answer_bytes = 1024 * 1024;
     };
 
     longpoll(net::transport_context& ctx, const options& opts) : ctx_(ctx), opts_(opts) {}
@@ -122,8 +126,15 @@ public:
         s->take(frames);
         // On a poll every channel is subscribed again: a `subscribed` that merely confirms a
         // resume is noise. New channels and failed resumes are news.
-        for (const frame_ptr& f : frames)
-            if (!(f->type == frame_type::subscribed && f->recovered && resumed_.count(f->channel))) kept_.push_back(f);
+        // The answer stops at the first frame past max_answer_bytes: every channel's frames
+        // stay a prefix of what it has, which its cursor resumes from on the next poll.
+        std::size_t bytes = 0;
+        for (const frame_ptr& f : frames) {
+            if (f->type == frame_type::subscribed && f->recovered && resumed_.count(f->channel)) continue;
+            bytes += f->text.size() + 1;
+            if (bytes > t_.opts_.max_answer_bytes && !kept_.empty()) break;
+            kept_.push_back(f);
+        }
         // A slow consumer: more waited than one answer may carry. Send what was kept; the
         // next poll resumes.
         if (kept_.empty() && !(s->closed() && s->close_reason() == error::slow_consumer)) return false;
