@@ -56,9 +56,9 @@ int main(int argc, char** argv) {
     std::string assets = HERALD_DEMO_ASSETS, redis_address;
     app.add_option("--address", opts.address, "address to listen on");
     app.add_option("--port", opts.port, "port (0: any free port, printed at start)");
-    app.add_option("--interval-ms", interval_ms, "simulated editors act this often (0: never)");
+    app.add_option("--interval-ms", interval_ms, "milliseconds between the simulated editors' actions (0: never)");
     app.add_option("--heartbeat-ms", [&](const CLI::results_t& v) { opts.heartbeat = std::chrono::milliseconds(std::stol(v[0])); return true; },
-                   "heartbeat interval");
+                   "milliseconds: the server is never quiet longer (a ping), and closes a client quiet for two");
     app.add_flag("!--no-websocket", websocket, "switch the WebSocket transport off (clients use long-poll)");
     app.add_flag("!--no-longpoll", longpoll, "switch the long-poll transport off");
     app.add_option("--assets", assets, "directory of the page's files");

@@ -7,6 +7,9 @@
 //     [--body-timeout-ms N] [--frame-timeout-ms N]
 //     [--tls-cert FILE --tls-key FILE] (https and wss)
 // Prints "port N" on its first line. SIGTERM drains (reconnect frames), then exits.
+// Who a client is: the `user` query parameter, else the `user` cookie (empty: anonymous;
+// "nobody": refused, 401). It may subscribe to public.** and user.<itself>.**, and publish
+// to public.chat. Test-only endpoints: POST /test/publish?channel=C[&n=N], GET /test/stats.
 #include <herald/server.hpp>
 
 #if __has_include(<herald/backplane/redis.hpp>)
@@ -33,29 +36,29 @@ int main(int argc, char** argv) {
     std::vector<std::string> origins;
     std::string redis_address;
     app.add_option("--redis", redis_address, "host:port: share publishes and history with other servers through Redis");
-    app.add_option("--port", opts.port);
-    app.add_option("--heartbeat-ms", heartbeat_ms);
-    app.add_option("--max-bytes", opts.max_request_bytes);
-    app.add_option("--queue", opts.hub.session.max_queued_messages);
-    app.add_option("--history", opts.hub.history.max_messages);
-    app.add_option("--drain-spread-ms", drain_spread_ms);
-    app.add_option("--drain-timeout-ms", drain_timeout_ms);
+    app.add_option("--port", opts.port, "port (0: any free port, printed first)");
+    app.add_option("--heartbeat-ms", heartbeat_ms, "server_options::heartbeat, milliseconds");
+    app.add_option("--max-bytes", opts.max_request_bytes, "server_options::max_request_bytes, bytes");
+    app.add_option("--queue", opts.hub.session.max_queued_messages, "session_options::max_queued_messages, frames");
+    app.add_option("--history", opts.hub.history.max_messages, "history_options::max_messages, messages per channel");
+    app.add_option("--drain-spread-ms", drain_spread_ms, "server_options::drain_spread, milliseconds");
+    app.add_option("--drain-timeout-ms", drain_timeout_ms, "server_options::drain_timeout, milliseconds");
     app.add_option("--origin", origins, "allowed origin (repeatable)");
     app.add_option("--publish-secret", opts.publish_secret, "server-to-server publishing with this Bearer secret");
     app.add_flag("--trust-forwarded-proto", opts.trust_forwarded_proto, "believe X-Forwarded-Proto: https in the origin check");
-    app.add_option("--max-connections", opts.max_connections);
-    app.add_option("--max-connections-per-address", opts.max_connections_per_address);
-    app.add_option("--header-timeout-ms", header_timeout_ms);
-    app.add_option("--body-timeout-ms", body_timeout_ms);
-    app.add_option("--frame-timeout-ms", frame_timeout_ms);
-    app.add_flag("!--no-websocket", websocket);
-    app.add_flag("!--no-longpoll", longpoll);
+    app.add_option("--max-connections", opts.max_connections, "server_options::max_connections, connections");
+    app.add_option("--max-connections-per-address", opts.max_connections_per_address, "connections from one address (0: no limit)");
+    app.add_option("--header-timeout-ms", header_timeout_ms, "server_options::header_timeout, milliseconds");
+    app.add_option("--body-timeout-ms", body_timeout_ms, "server_options::body_timeout, milliseconds");
+    app.add_option("--frame-timeout-ms", frame_timeout_ms, "server_options::websocket_frame_timeout, milliseconds");
+    app.add_flag("!--no-websocket", websocket, "switch the WebSocket transport off");
+    app.add_flag("!--no-longpoll", longpoll, "switch the long-poll transport off");
     app.add_option("--tls-cert", opts.tls.cert_chain_file, "PEM certificate chain: serve https and wss");
     app.add_option("--tls-key", opts.tls.private_key_file, "PEM private key of --tls-cert");
     bool asio_context = false;
     app.add_flag("--tls-asio-context", asio_context, "load the files into an asio::ssl::context of ours (as a CMS would) and hand herald that");
     long handshake_ms = 10000;
-    app.add_option("--tls-handshake-ms", handshake_ms, "close a connection with no TLS handshake after this");
+    app.add_option("--tls-handshake-ms", handshake_ms, "milliseconds: close a connection with no TLS handshake by then");
     CLI11_PARSE(app, argc, argv);
     opts.heartbeat = std::chrono::milliseconds(heartbeat_ms);
     opts.drain_spread = std::chrono::milliseconds(drain_spread_ms);

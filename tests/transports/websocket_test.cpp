@@ -296,6 +296,21 @@ TEST_CASE("websocket: a quiet peer is pinged after a heartbeat and closed 4000 a
     CHECK(t.hub.stats().sessions == 0);
 }
 
+TEST_CASE("websocket: the server is never quiet for longer than the heartbeat it announced (a ping goes a tick early)") {
+    websocket_fixture t([](herald::server_options& o) { o.heartbeat = 5000ms; });
+    auto c = t.open();
+    const auto start = herald::net::clock::now();
+    const std::size_t welcomed = conversation(c->written).frames.size();
+    // Quiet for 3.9 s: the next tick (by 4.9 s) still comes within the heartbeat.
+    c->tick(start + 3900ms);
+    CHECK(conversation(c->written).frames.size() == welcomed);
+    // Quiet for 4 s: the next tick might come after 5 s, past the heartbeat, so the ping goes now.
+    c->tick(start + 4000ms);
+    conversation pinged(c->written);
+    REQUIRE(pinged.frames.size() > welcomed);
+    CHECK(pinged.types().back() == "ping");
+}
+
 TEST_CASE("websocket: a drain sends reconnect, then closes 4001") {
     websocket_fixture t;
     auto c = t.subscribed();

@@ -322,7 +322,7 @@ private:
     }
 
     void schedule_tick() {
-        tick_timer_->expires_after(std::chrono::seconds(1));
+        tick_timer_->expires_after(net::tick_interval);
         tick_timer_->async_wait([this](std::error_code ec) {
             if (ec || stopped_) return;
             const auto now = net::clock::now();

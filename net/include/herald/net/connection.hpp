@@ -25,6 +25,10 @@ namespace herald::net {
 
 using clock = std::chrono::steady_clock;
 
+/// How often the network host ticks every connection (stream_handler::on_tick): deadlines
+/// and heartbeats hold to within one tick.
+inline constexpr std::chrono::seconds tick_interval{1};
+
 /// What a transport installs on a connection it holds or takes over. Every call comes on
 /// the connection's strand, never two at once.
 class stream_handler {
@@ -37,7 +41,7 @@ public:
     virtual void on_written() {}
     /// The hub queued frames for this connection's session (see connection::waker()).
     virtual void on_wake() {}
-    /// About once a second: heartbeats, idle timeouts, deadlines.
+    /// Every tick_interval: heartbeats, idle timeouts, deadlines.
     virtual void on_tick(clock::time_point) {}
     /// The server drains: say goodbye (a `reconnect` frame, a 503...) and close.
     virtual void on_drain(std::chrono::milliseconds /*reconnect_after*/) {}

@@ -61,8 +61,9 @@ struct server_options {
     /// client could claim it. Off by default.
     bool trust_forwarded_proto = false;
 
-    /// The server sends `ping` after this much quiet; a client silent for twice as long is
-    /// closed (4000). Clients learn the value from `welcome` and `/herald/info`.
+    /// A WebSocket is never quiet for longer than this from the server (a `ping` goes after
+    /// this much quiet, less the 1 s tick); a client silent for twice as long is closed
+    /// (4000). Clients learn the value from `welcome` and `/herald/info`. Milliseconds.
     std::chrono::milliseconds heartbeat{25000};
 
     /// On drain, each client is told to reconnect after a random delay in [0, drain_spread],

@@ -179,14 +179,16 @@ public:
         if (!peer_.session()) return;
         // Two heartbeats, one per direction: a quiet server sends a herald `ping` (the page
         // cannot see WebSocket pings, and uses it to notice a dead connection); a quiet client
-        // gets a WebSocket ping, which browsers answer by themselves. Silence past two
-        // heartbeats means the peer is gone.
+        // gets a WebSocket ping, which browsers answer by themselves. Any frame from the peer
+        // counts as alive; silence past two heartbeats means it is gone. This tick comes once
+        // a second, so the ping goes a tick early: the server is never quiet for longer than
+        // the `heartbeat` it announced in `welcome` (docs/protocol.md, "Heartbeats").
         const auto hb = t_.ctx_.opts.heartbeat;
         if (now - last_rx_ > 2 * hb + std::chrono::seconds(1)) {
             close(close_idle, "idle: nothing received for two heartbeats");
             return;
         }
-        if (now - last_tx_ >= hb) send(protocol::make_ping());
+        if (now - last_tx_ + net::tick_interval >= hb) send(protocol::make_ping());
         if (now - last_rx_ >= hb && state_ == state::open) control(websocketpp::frame::opcode::ping, "");
     }
 
