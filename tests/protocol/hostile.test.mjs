@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
-import { startServer, publish, client, sleep } from './harness.mjs';
+import { startServer, publish, client, sleep, serverBinary } from './harness.mjs';
 
 const HEADER_MS = 1000;
 const FRAME_MS = 1500;
@@ -197,6 +197,32 @@ test('connections in all: past max_connections, 503 with Retry-After, and served
   } finally {
     await small.stop();
   }
+});
+
+test('out of descriptors: accept pauses, waiting clients get 503 through the reserve, then all is served again', async () => {
+  // 96 descriptors: max_connections becomes 64; the "CMS" holds 50 of them, so accept runs out
+  // of descriptors (EMFILE) near 36 connections, well before the connection limit.
+  const small = await startServer(['--nofile=96:96', serverBinary, '--port', '0', '--hold-descriptors', '50',
+    '--header-timeout-ms', '4000', '--max-connections-per-address', '0'], '/usr/bin/prlimit');
+  try {
+    const socks = Array.from({ length: 60 }, () => raw(small.port));
+    await Promise.all(socks.map((s) => s.connected));
+    await sleep(1500);
+    const refused = socks.filter((s) => statusOf(s.text) === 503);
+    console.log(`out of descriptors: ${refused.length} of ${socks.length} answered 503, ${socks.filter((s) => !s.data.length).length} waiting`);
+    assert.ok(refused.length >= 1, `${refused.length} answered 503`);
+    assert.match(refused[0].text, /\r\nRetry-After: \d+\r\n/i);
+    for (const s of socks) s.sock.destroy();
+    await sleep(500);
+    const c = raw(small.port);
+    c.write('GET /herald/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    assert.equal(statusOf(await c.until(ended, 2000)), 200);
+    c.sock.destroy();
+  } finally {
+    const { code } = await small.stop();
+    assert.equal(code, 0, 'the server exits cleanly');
+  }
+  await bystanderServed();
 });
 
 test('a silent socket is closed within header_timeout + 1 s', async () => {

@@ -21,6 +21,10 @@
 #include <asio/ssl/context.hpp>
 
 #include <csignal>
+#include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
 #include <iostream>
 
 using server_type = herald::server;
@@ -51,6 +55,9 @@ int main(int argc, char** argv) {
     app.add_option("--header-timeout-ms", header_timeout_ms, "server_options::header_timeout, milliseconds");
     app.add_option("--body-timeout-ms", body_timeout_ms, "server_options::body_timeout, milliseconds");
     app.add_option("--frame-timeout-ms", frame_timeout_ms, "server_options::websocket_frame_timeout, milliseconds");
+    int hold_descriptors = 0;
+    app.add_option("--hold-descriptors", hold_descriptors,
+                   "after start, open this many descriptors (the CMS's own files): the server runs out of them before max_connections");
     app.add_flag("!--no-websocket", websocket, "switch the WebSocket transport off");
     app.add_flag("!--no-longpoll", longpoll, "switch the long-poll transport off");
     app.add_option("--tls-cert", opts.tls.cert_chain_file, "PEM certificate chain: serve https and wss");
@@ -143,10 +150,14 @@ int main(int argc, char** argv) {
         std::cerr << "start: " << ec.message() << '\n';
         return 1;
     }
+    std::vector<int> held;
+    for (int i = 0; i < hold_descriptors; ++i)
+        if (int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC); fd >= 0) held.push_back(fd);
     std::cout << "port " << server.port() << std::endl;
     int sig = 0;
     sigwait(&stop_signals, &sig);
     server.stop();
+    for (int fd : held) ::close(fd);
     std::cout << "stopped" << std::endl;
     return 0;
 }
