@@ -72,11 +72,7 @@ async function bystanderServed(localAddress) {
   const before = bystander.messages('public.bystander').length;
   await publish(server, 'public.bystander', { at: Date.now() });
   await bystander.untilMessages('public.bystander', before + 1, 2000);
-  const c = raw(server.port, { localAddress });
-  c.write('GET /herald/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
-  const text = await c.until(ended, 2000);
-  assert.equal(statusOf(text), 200);
-  c.sock.destroy();
+  await infoServed(server.port, localAddress);
 }
 
 /** Sends `req` on a new connection; resolves with the whole answer once the server closes. */
@@ -172,28 +168,36 @@ test('connections per address: past the cap, 429 with Retry-After; another addre
   await bystanderServed();
 });
 
-async function bystanderServedFrom(address) {
-  const c = raw(server.port, { localAddress: address });
+const bystanderServedFrom = (address) => infoServed(server.port, address);
+
+/** A fresh connection to `port` (from `localAddress`) gets its /herald/info within 2 s. */
+async function infoServed(port, localAddress) {
+  const c = raw(port, { localAddress });
   c.write('GET /herald/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
   assert.equal(statusOf(await c.until(ended, 2000)), 200);
   c.sock.destroy();
 }
 
+/** Opens `n` silent connections, waits `ms`, and counts the 503s (each with Retry-After) and
+ *  the ones still waiting; then closes them all. */
+async function openAndCount503(port, n, ms) {
+  const socks = Array.from({ length: n }, () => raw(port));
+  await Promise.all(socks.map((s) => s.connected));
+  await sleep(ms);
+  const refused = socks.filter((s) => statusOf(s.text) === 503);
+  for (const s of refused) assert.match(s.text, /\r\nRetry-After: \d+\r\n/i);
+  const waiting = socks.filter((s) => !s.data.length).length;
+  for (const s of socks) s.sock.destroy();
+  return { refused: refused.length, waiting };
+}
+
 test('connections in all: past max_connections, 503 with Retry-After, and served again after', async () => {
   const small = await startServer(['--max-connections', '4', '--header-timeout-ms', '3000']);
   try {
-    const socks = Array.from({ length: 8 }, () => raw(small.port));
-    await Promise.all(socks.map((s) => s.connected));
+    const { refused } = await openAndCount503(small.port, 8, 300);
+    assert.ok(refused >= 4, `${refused} refused`);
     await sleep(300);
-    const refused = socks.filter((s) => statusOf(s.text) === 503);
-    assert.ok(refused.length >= 4, `${refused.length} refused`);
-    assert.match(refused[0].text, /\r\nRetry-After: \d+\r\n/i);
-    for (const s of socks) s.sock.destroy();
-    await sleep(300);
-    const c = raw(small.port);
-    c.write('GET /herald/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
-    assert.equal(statusOf(await c.until(ended, 2000)), 200);
-    c.sock.destroy();
+    await infoServed(small.port);
   } finally {
     await small.stop();
   }
@@ -205,19 +209,11 @@ test('out of descriptors: accept pauses, waiting clients get 503 through the res
   const small = await startServer(['--nofile=96:96', serverBinary, '--port', '0', '--hold-descriptors', '50',
     '--header-timeout-ms', '4000', '--max-connections-per-address', '0'], '/usr/bin/prlimit');
   try {
-    const socks = Array.from({ length: 60 }, () => raw(small.port));
-    await Promise.all(socks.map((s) => s.connected));
-    await sleep(1500);
-    const refused = socks.filter((s) => statusOf(s.text) === 503);
-    console.log(`out of descriptors: ${refused.length} of ${socks.length} answered 503, ${socks.filter((s) => !s.data.length).length} waiting`);
-    assert.ok(refused.length >= 1, `${refused.length} answered 503`);
-    assert.match(refused[0].text, /\r\nRetry-After: \d+\r\n/i);
-    for (const s of socks) s.sock.destroy();
+    const { refused, waiting } = await openAndCount503(small.port, 60, 1500);
+    console.log(`out of descriptors: ${refused} of 60 answered 503, ${waiting} waiting`);
+    assert.ok(refused >= 1, `${refused} answered 503`);
     await sleep(500);
-    const c = raw(small.port);
-    c.write('GET /herald/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
-    assert.equal(statusOf(await c.until(ended, 2000)), 200);
-    c.sock.destroy();
+    await infoServed(small.port);
   } finally {
     const { code } = await small.stop();
     assert.equal(code, 0, 'the server exits cleanly');
