@@ -9,7 +9,7 @@ let server;
 let bystander;  // a well-behaved client that must see every message while others misbehave
 
 before(async () => {
-  server = await startServer(['--heartbeat-ms', '600', '--max-bytes', '4096', '--queue', '1000', '--history', '100000']);
+  server = await startServer(['--heartbeat-ms', '1000', '--max-bytes', '4096', '--queue', '1000', '--history', '100000']);
   bystander = client(server.ws + '?user=carol');
   await bystander.open();
   bystander.send({ type: 'subscribe', channel: 'public.bystander' });
@@ -35,7 +35,7 @@ test('handshake: herald.v1 is negotiated and welcome comes first, naming the tra
   const welcome = await c.frame((f) => f.type === 'welcome');
   assert.equal(c.frames[0].type, 'welcome');
   assert.equal(welcome.protocol, 'herald.v1');
-  assert.equal(welcome.heartbeat, 600);
+  assert.equal(welcome.heartbeat, 1000);
   assert.ok(welcome.transports.includes('websocket'));
   assert.match(welcome.session, /^[0-9a-z]+$/);
   c.close();
@@ -255,14 +255,26 @@ test('a silent client gets herald pings, then is closed with 4000 after two hear
   await r.until((d) => d.includes('"type":"ping"'), 4000);
   await r.until((d) => closeCode(d) !== null, 6000);
   assert.equal(closeCode(r.data), 4000);
-  assert.ok(Date.now() - t0 >= 1000, 'not before two heartbeats');
+  assert.ok(Date.now() - t0 >= 2000, 'not before two heartbeats');
+});
+
+test('a heartbeat below the 1 s tick is raised to 1 s, and welcome announces what the server keeps', async () => {
+  const fast = await startServer(['--heartbeat-ms', '400']);
+  try {
+    const c = client(fast.ws);
+    await c.open();
+    assert.equal((await c.frame((f) => f.type === 'welcome')).heartbeat, 1000);
+    c.close();
+  } finally {
+    await fast.stop();
+  }
 });
 
 test('a client that only listens is kept alive by WebSocket pings (browsers answer them)', async () => {
   const c = client(server.ws);  // `ws` answers WebSocket pings, like a browser
   await c.open();
   c.ws.removeAllListeners('message');  // ...but never sends a herald pong
-  await sleep(2500);                   // > 2 heartbeats + slack
+  await sleep(3500);                   // > 2 heartbeats + 1 s
   assert.equal(c.closed, null);
   c.close();
 });

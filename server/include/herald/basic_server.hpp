@@ -118,6 +118,8 @@ public:
     void start(std::error_code& ec) {
         ec.clear();
         if (started_) return;
+        // The heartbeat is checked on the once-a-second tick: a shorter one could not be kept.
+        opts_.heartbeat = std::max<std::chrono::milliseconds>(opts_.heartbeat, net::tick_interval);
         ctx_.server_id = opts_.server_id;
         ctx_.transports.clear();
         make_transports(std::index_sequence_for<Transports...>{});

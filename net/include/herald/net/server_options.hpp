@@ -63,7 +63,8 @@ struct server_options {
 
     /// A WebSocket is never quiet for longer than this from the server (a `ping` goes after
     /// this much quiet, less the 1 s tick); a client silent for twice as long is closed
-    /// (4000). Clients learn the value from `welcome` and `/herald/info`. Milliseconds.
+    /// (4000). Clients learn the value from `welcome` and `/herald/info`. Milliseconds; at
+    /// least 1000 (start() raises a shorter one, and announces what it kept).
     std::chrono::milliseconds heartbeat{25000};
 
     /// On drain, each client is told to reconnect after a random delay in [0, drain_spread],
