@@ -26,6 +26,11 @@ int main(int argc, char** argv) {
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+    // Every load-generator connection comes from 127.0.0.1: the per-address cap (256, against
+    // one hostile client) would refuse the 1000-subscriber scenarios, and 10,000 idle ones
+    // pass max_connections. Off here, as behind a proxy: the descriptor limit only.
+    opts.max_connections_per_address = 0;
+    opts.max_connections = 0;
     herald::basic_server<herald::transport::websocket, herald::transport::longpoll> server(opts);
     server.options_of<herald::transport::longpoll>().max_held_polls = 100000;
     // The load generator's publisher connection publishes as a client: everything open, on purpose.
