@@ -11,6 +11,8 @@
 #include <herald/net/server_options.hpp>
 #include <herald/net/detail/http1.hpp>
 #include <herald/net/detail/tls.hpp>
+#include <herald/net/detail/connection_config.hpp>
+#include <herald/net/detail/wake_batch.hpp>
 #include <herald/net/detail/write_queue.hpp>
 #include <herald/options.hpp>
 
@@ -31,83 +33,8 @@ namespace herald::net::detail {
 
 class tcp_connection;
 
-/// The wakes of connections that run on one single-threaded executor, run together: a
-/// publish to 1000 subscribers posts one handler that pumps the 1000 connections, instead
-/// of 1000 handlers (and 1000 strand round trips). add() is safe from any thread.
-class wake_batch {
-public:
-    explicit wake_batch(asio::any_io_executor ex) : ex_(std::move(ex)) {}
-    wake_batch(const wake_batch&) = delete;
-    wake_batch& operator=(const wake_batch&) = delete;
-
-    void add(std::shared_ptr<tcp_connection> c) {
-        {
-            std::lock_guard<std::mutex> lock(mu_);
-            ready_.push_back(std::move(c));
-            if (posted_) return;
-            posted_ = true;
-        }
-        asio::post(ex_, [this] { run(); });
-    }
-
-    /// Drops what waits (the server stops).
-    void clear() {
-        std::lock_guard<std::mutex> lock(mu_);
-        ready_.clear();
-    }
-
-private:
-    inline void run();
-
-    asio::any_io_executor ex_;
-    std::mutex mu_;
-    std::vector<std::shared_ptr<tcp_connection>> ready_, running_;
-    bool posted_ = false;
-};
-
-/// The server, as a connection sees it.
-class connection_owner {
-public:
-    virtual void route(const std::shared_ptr<tcp_connection>& c, http_request&& r) = 0;
-    virtual void forget(tcp_connection* c) noexcept = 0;
-
-protected:
-    ~connection_owner() = default;
-};
-
-/// What a connection allows its peer (server_options documents each).
-struct connection_limits : http1::reader_limits {
-    std::chrono::milliseconds header_timeout{5000};
-    std::chrono::milliseconds body_timeout{10000};
-    std::chrono::milliseconds keep_alive_timeout{30000};
-    std::size_t max_unwritten_bytes = 256 * 1024;
-    std::size_t max_pipelined_bytes = 64 * 1024;
-
-    static connection_limits of(const server_options& o) {
-        connection_limits l;
-        l.max_body_bytes = o.max_request_bytes;
-        l.max_header_bytes = o.max_header_bytes;
-        l.max_headers = o.max_headers;
-        l.header_timeout = o.header_timeout;
-        l.body_timeout = o.body_timeout;
-        l.keep_alive_timeout = o.keep_alive_timeout;
-        l.max_unwritten_bytes = o.max_unwritten_bytes;
-        l.max_pipelined_bytes = o.max_pipelined_bytes;
-        return l;
-    }
-};
-
-/// How long a closing connection waits for its peer to close too, once its last answer is
-/// written (so that the answer is not lost to a reset: closing with the peer's bytes unread
-/// makes the kernel send one).
-inline constexpr std::chrono::seconds linger_timeout{2};
-
-/// TLS on the server's connections (server_options::tls), shared by all of them.
-struct connection_tls {
-    std::unique_ptr<tls_context> context;
-    std::chrono::milliseconds handshake_timeout{10000};
-    log_function log;
-};
+/// Wakes batched per I/O thread (see basic_wake_batch).
+using wake_batch = basic_wake_batch<tcp_connection>;
 
 class tcp_connection final : public net::connection, public std::enable_shared_from_this<tcp_connection> {
 public:
@@ -601,16 +528,5 @@ private:
     std::shared_ptr<stream_handler> handler_;
     write_queue queue_;
 };
-
-inline void wake_batch::run() {
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        running_.swap(ready_);
-        posted_ = false;
-    }
-    for (auto& c : running_) c->wake();
-    running_.clear();
-    if (running_.capacity() > 4096) std::vector<std::shared_ptr<tcp_connection>>().swap(running_);
-}
 
 } // namespace herald::net::detail
