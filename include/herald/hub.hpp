@@ -13,6 +13,7 @@
 #include <herald/detail/atomic_shared_ptr.hpp>
 #include <herald/detail/channel_table.hpp>
 #include <herald/detail/erased.hpp>
+#include <herald/detail/principal_quota.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -58,7 +59,8 @@ public:
     /// A hub on the given backplane. @tparam Backplane meets the Backplane requirements.
     template <class Backplane>
     hub(hub_options opts, Backplane bp)
-        : opts_(std::move(opts)), orders_here_(Backplane::orders_locally), channels_(opts_.history, opts_.max_history_bytes, orders_here_) {
+        : opts_(std::move(opts)), orders_here_(Backplane::orders_locally), channels_(opts_.history, opts_.max_history_bytes, orders_here_),
+          per_principal_(opts_.max_subscriptions_per_principal) {
         static_assert(is_backplane_v<Backplane>, "herald: Backplane type requirements not met (see backplane.hpp)");
         backplane_ = std::make_unique<detail::backplane_model<Backplane>>(std::move(bp));
         backplane_->attach(*this);
@@ -219,6 +221,7 @@ private:
     std::unique_ptr<detail::backplane_concept> backplane_;
     detail::atomic_shared_ptr<const detail::authorizer_concept> authorizer_;
     detail::channel_table channels_;
+    detail::principal_quota per_principal_;
 
     std::atomic<std::uint64_t> slow_consumers_{0}, publish_errors_{0}, sessions_{0},
         refetches_{0};

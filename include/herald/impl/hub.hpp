@@ -96,7 +96,9 @@ inline session_ptr hub::open_session(principal who, session::wake_function wake)
 
 inline void hub::close_session(const session_ptr& s, std::error_code reason) {
     s->close(reason);
-    for (const std::string& c : s->drop_channels()) remove_subscriber(c, s.get());
+    const std::vector<std::string> dropped = s->drop_channels();
+    for (const std::string& c : dropped) remove_subscriber(c, s.get());
+    if (!s->who().anonymous()) per_principal_.give_back(s->who().id, dropped.size());
     if (!s->closed_counted_.exchange(true)) sessions_.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -106,7 +108,12 @@ inline std::error_code hub::subscribe(const session_ptr& s, std::string_view cha
     if (!may(s->who(), action::subscribe, channel)) return error::forbidden;
     std::error_code ec;
     const std::string name(channel);
-    s->add_channel(name, ec);
+    // The principal's place is taken first, so that a close racing this subscribe gives
+    // back only places that were taken.
+    const bool counted = !s->who().anonymous();
+    if (counted && !per_principal_.take(s->who().id)) return error::too_many_subscriptions;
+    const bool added = s->add_channel(name, ec);
+    if (counted && !added) per_principal_.give_back(s->who().id);  // a resubscribe, or refused
     if (ec) return ec;
 
     const std::uint64_t token = next_token_.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -125,6 +132,7 @@ inline std::error_code hub::unsubscribe(const session_ptr& s, std::string_view c
     if (auto ec = validate_channel(channel)) return ec;
     const std::string name(channel);
     if (!s->remove_channel(name)) return error::not_subscribed;
+    if (!s->who().anonymous()) per_principal_.give_back(s->who().id);
     remove_subscriber(name, s.get());
     s->push(protocol::make_unsubscribed(name, request_id));
     return {};
