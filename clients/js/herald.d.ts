@@ -15,9 +15,11 @@ export type TransportName = 'websocket' | 'longpoll';
  * - `reconnecting`: connection lost; waiting `delay` ms, then trying again.
  * - `warning`: as reconnecting, after `warnAfterAttempts` failed attempts in a row.
  * - `offline`: gave up (only with `maxAttempts` or `giveUpAfter`); `reconnect()` starts again.
+ * - `expired`: the credentials expired and `accessToken` gave no new ones (the user was signed
+ *   out or revoked); nothing is received. `reconnect()` starts again, e.g. after signing in.
  * - `closed`: `close()` was called.
  */
-export type State = 'connecting' | 'open' | 'reconnecting' | 'warning' | 'offline' | 'closed';
+export type State = 'connecting' | 'open' | 'reconnecting' | 'warning' | 'offline' | 'expired' | 'closed';
 
 /** A place in a channel's stream: the last message seen. Offsets compare within one epoch. */
 export interface Cursor {
@@ -48,6 +50,15 @@ export interface ConnectOptions {
   pollTimeout?: number;
   /** fetch credentials mode for /herald/info, poll and publish. Default 'same-origin'. */
   credentials?: RequestCredentials;
+  /**
+   * Credentials that expire: returns an access token (or a Promise of one), which is sent as
+   * the `access_token` query parameter of the WebSocket, of each poll and of each publish.
+   * Called before each connection, when the server asks for a refresh (the new token goes
+   * in-band on WebSocket, with the next poll on long-poll), and once when the credentials
+   * expired; returning nothing (null, '') or throwing means "none": the state becomes
+   * `expired`. Default: none (cookies or headers identify the user).
+   */
+  accessToken?: () => string | null | undefined | Promise<string | null | undefined>;
   /** Injectable environment, for tests and non-browser hosts. Defaults: the globals. */
   WebSocket?: { new (url: string, protocols?: string | string[]): WebSocket };
   fetch?: (input: string, init?: RequestInit) => Promise<Response>;

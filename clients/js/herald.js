@@ -43,6 +43,7 @@ const DEFAULTS = {
   probeInterval: 30000,
   pollTimeout: 25000,
   credentials: 'same-origin',
+  accessToken: null,
 };
 
 /** A failed request: `code` is a herald.v1 error code or one of the client's own (README). */
@@ -80,6 +81,9 @@ class Client {
   #nextId = 1;
   #outbox = [];       // publishes waiting for an open transport
   #closed = false;
+  #token = null;      // from options.accessToken: sent with every request, renewed on `refresh`
+  #fresh = false;     // #token was just given: the next attempt uses it without asking again
+  #asking = null;     // the accessToken call under way, if any
 
   constructor(options) {
     this.#o = resolveOptions(options);
@@ -92,7 +96,7 @@ class Client {
     });
   }
 
-  /** 'connecting' | 'open' | 'reconnecting' | 'warning' | 'offline' | 'closed' */
+  /** 'connecting' | 'open' | 'reconnecting' | 'warning' | 'offline' | 'expired' | 'closed' */
   get state() { return this.#state; }
   /** 'websocket' | 'longpoll' | null: the transport in use or being opened. */
   get transport() { return this.#current; }
@@ -130,6 +134,7 @@ class Client {
     if (data === undefined) throw new TypeError('herald: publish needs data (any JSON value)');
     if (this.#closed) return Promise.reject(new HeraldError('closed', 'the client is closed', channel));
     if (this.#state === 'offline') return Promise.reject(offline(channel));
+    if (this.#state === 'expired') return Promise.reject(new HeraldError('expired', 'the credentials expired', channel));
     return new Promise((resolve, reject) => {
       this.#outbox.push({ channel, data, resolve, reject });
       this.#flush();
@@ -149,7 +154,7 @@ class Client {
     this.#failures = 0;
     this.#downSince = null;
     this.#halt(null);
-    this.#setState(this.#state === 'offline' ? 'connecting' : this.#state);
+    this.#setState(this.#state === 'offline' || this.#state === 'expired' ? 'connecting' : this.#state);
     this.#attempt();
   }
 
@@ -173,6 +178,14 @@ class Client {
       return;
     }
     if (gen !== this.#gen) return;
+    // Fresh credentials for each connection (a token may have expired while offline).
+    if (this.#o.accessToken && !this.#fresh) {
+      const token = await this.#askToken();
+      if (gen !== this.#gen) return;
+      if (!token) return this.#expired('the accessToken option gave no credentials');
+      this.#token = token;
+    }
+    this.#fresh = false;
     const offered = Array.isArray(info.transports) ? info.transports : [];
     this.#allowed = this.#o.transports.filter((t) => offered.includes(t));
     const ws = this.#allowed.includes('websocket');
@@ -221,6 +234,8 @@ class Client {
   #context() {
     return {
       o: this.#o,
+      // An endpoint's URL with the current credentials (the server reads `access_token`).
+      url: (base) => (this.#token ? `${base}?access_token=${encodeURIComponent(this.#token)}` : base),
       // What a transport asks the server for: every channel, from its cursor.
       cursors: () => {
         const all = {};
@@ -252,6 +267,7 @@ class Client {
 
   #lost(t, d) {
     this.#active = null;
+    if (d.expired) return this.#credentialsEnded(d.reason);
     // A channel asked for but not yet answered when the connection went: what was published
     // meanwhile is unknown. Resuming from a position no stream has gets recovered:false, so
     // the app resyncs instead of living with a silent gap (the in-memory client does the same).
@@ -335,12 +351,55 @@ class Client {
     }
   }
 
+  // ---- credentials that expire (options.accessToken) -------------------------------------
+
+  // Asks the app for credentials, one call at a time. @returns a token, or null: none given
+  // (the hook returned nothing, or threw).
+  #askToken() {
+    this.#asking ??= Promise.resolve()
+      .then(() => this.#o.accessToken())
+      .then((t) => (typeof t === 'string' && t ? t : null), () => null)
+      .finally(() => { this.#asking = null; });
+    return this.#asking;
+  }
+
+  // The server asked for new credentials before the current ones expire: the WebSocket sends
+  // them in-band, long-poll with its next poll. None to be had: the current ones stay in use,
+  // and the server ends the session when they expire.
+  async #refresh() {
+    if (!this.#o.accessToken || this.#closed) return;
+    const token = await this.#askToken();
+    if (!token || this.#closed) return;
+    this.#token = token;
+    this.#active?.refresh?.(token);
+  }
+
+  // The server ended the session: its credentials expired. New ones (not those that
+  // expired): reconnect at once; none: stop, in state 'expired'.
+  async #credentialsEnded(reason) {
+    const gen = ++this.#gen;
+    const token = this.#o.accessToken ? await this.#askToken() : null;
+    if (gen !== this.#gen || this.#closed) return;
+    if (token && token !== this.#token) {
+      this.#token = token;
+      this.#fresh = true;
+      return this.#retry({ failure: false, delay: 0, reason: `${reason}: reconnecting with new credentials` });
+    }
+    this.#expired(reason);
+  }
+
+  #expired(reason) {
+    this.#halt(new HeraldError('expired', 'the credentials expired (call reconnect() after signing in again)'));
+    this.#setState('expired', { reason });
+  }
+
   // ---- frames (the same from every transport) --------------------------------------------
 
   #frame(f) {
     if (f.type === 'message') this.#message(f);
     else if (f.type === 'subscribed') this.#subscribed(f);
-    else if (f.type === 'error') this.#refused(f);
+    else if (f.type === 'refresh') this.#refresh();
+    else if (f.type === 'error' && f.code !== 'credentials_expired') this.#refused(f);
   }
 
   #message(f) {
@@ -416,7 +475,7 @@ class WebSocketTransport {
     // nothing (proxies that answer 200 and hold): no welcome in time, no WebSocket.
     this.#arm(o.connectTimeout, `websocket got no welcome within ${o.connectTimeout} ms (a proxy holding the connection?)`);
     try {
-      this.#ws = new o.WebSocket(o.urls.ws, PROTOCOL);
+      this.#ws = new o.WebSocket(c.url(o.urls.ws), PROTOCOL);
     } catch (e) { // e.g. a ws: URL from an https: page
       o.setTimeout(() => this.#end({ failure: true, reason: `websocket could not be opened (${e.message})` }), 0);
       return;
@@ -439,6 +498,10 @@ class WebSocketTransport {
       this.#pending.set(id, { resolve, reject });
       this.#send({ type: 'publish', channel, data, id });
     });
+  }
+
+  refresh(token) {
+    if (this.up) this.#send({ type: 'refresh', token });
   }
 
   stop(err) {
@@ -517,6 +580,7 @@ class WebSocketTransport {
       case 4008: return this.#end({ failure: false, delay: 0, reason: 'slow consumer (close 4008): resuming at once' });
       case 4000: return this.#end({ failure: false, delay: 0, reason: 'the server found the connection idle (close 4000)' });
       case 4001: return this.#end({ failure: false, reason: 'the server is draining (close 4001)' });
+      case 4003: return this.#end({ failure: false, expired: true, reason: 'the credentials expired (close 4003)' });
       default: return this.#end({ failure: true, reason: `websocket closed (code ${code}${said})` });
     }
   }
@@ -541,12 +605,15 @@ class LongPollTransport {
   // channels at once starts one poll, not five.
   subscribe() { this.#changed(); }
   unsubscribe() { this.#changed(); }
+  // New credentials: the held poll carries the old ones, which the server will end at their
+  // expiry; a new poll carries these.
+  refresh() { this.#changed(); }
 
   async publish(channel, data, id) {
     const { o } = this.#c;
     let res;
     try {
-      res = await o.fetch(o.urls.publish, post({ channel, data, id }, o));
+      res = await o.fetch(this.#c.url(o.urls.publish), post({ channel, data, id }, o));
     } catch (e) {
       throw new HeraldError('disconnected', `publish failed (${e.message})`, channel);
     }
@@ -589,7 +656,7 @@ class LongPollTransport {
     const timer = o.setTimeout(() => { timedOut = true; ctl.abort(); }, limit);
     let res, body;
     try {
-      res = await o.fetch(o.urls.poll, post({ channels: this.#c.cursors(), timeout }, o, ctl.signal));
+      res = await o.fetch(this.#c.url(o.urls.poll), post({ channels: this.#c.cursors(), timeout }, o, ctl.signal));
       body = await readJson(res);
     } catch (e) {
       if (gen !== this.#gen || this.#done) return; // replaced or stopped: the cursors still say what is owed
@@ -608,6 +675,7 @@ class LongPollTransport {
         if (this.#done) return;
         if (f?.type === 'reconnect') return this.#drain(f);
         if (f && typeof f.type === 'string') this.#c.frame(f);
+        if (f?.code === 'credentials_expired') return this.#end({ failure: false, expired: true, reason: 'the credentials expired' });
       }
       if (!this.#done) this.#poll();
       return;
@@ -624,6 +692,7 @@ class LongPollTransport {
       });
     }
     const code = frames(body).find((f) => f?.type === 'error')?.code ?? body?.error?.code;
+    if (code === 'credentials_expired') return this.#end({ failure: false, expired: true, reason: 'the credentials expired (HTTP 401)' });
     this.#end({ failure: true, reason: `poll answered HTTP ${res.status}${code ? ` (${code})` : ''}` });
   }
 

@@ -26,12 +26,14 @@ trap cleanup EXIT INT TERM
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --logfile "$work/redis.log" &
 pids+=($!)
 
+# One key signs the pages' herald tokens on every server: a token from one is good on all.
+token_secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 for i in 0 1 2; do
   # The demo's CMS state lives in one process (a real CMS keeps it in its database): the
   # simulated editors run on the first server only; every server pushes every update.
   interval=1500; [[ $i == 0 ]] || interval=0
   "$demo" --port "${ports[$i]}" --redis "127.0.0.1:$redis_port" --server-id "herald-$((i + 1))" \
-          --interval-ms "$interval" > "$work/herald-$((i + 1)).log" 2>&1 &
+          --interval-ms "$interval" --token-secret "$token_secret" > "$work/herald-$((i + 1)).log" 2>&1 &
   pids+=($!)
   echo "herald-$((i + 1)): pid $! on 127.0.0.1:${ports[$i]}"
 done

@@ -7,11 +7,17 @@
 #include <herald/backplane/redis.hpp>
 
 #include <CLI/CLI.hpp>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <fstream>
 #include <iostream>
+#include <optional>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -45,6 +51,62 @@ std::string user_of(const herald::request_info& r) {
     return {};
 }
 
+// The CMS's short-lived tokens for herald: the page asks /api/herald-token (with its login
+// cookie) for one, herald's authenticate hook checks it and reads who it is and until when. A
+// signed-out editor gets no new token, and herald ends the session when the last one expires.
+// Tokens are signed (HMAC-SHA256), not stored: any demo server with the same secret checks
+// them, so several servers behind a balancer need no shared session store.
+class token_service {
+public:
+    using clock = herald::principal::clock;
+
+    /// `secret` empty: a random one, good for this process only.
+    token_service(std::string secret, std::chrono::milliseconds ttl) : secret_(std::move(secret)), ttl_(ttl) {
+        if (secret_.empty()) {
+            std::random_device rd;
+            for (int i = 0; i < 32; ++i) secret_ += static_cast<char>(rd());
+        }
+    }
+
+    /// "user.expiry_ms.signature"
+    std::string mint(const std::string& user) const {
+        const auto expires = std::chrono::duration_cast<std::chrono::milliseconds>((clock::now() + ttl_).time_since_epoch());
+        const std::string body = user + "." + std::to_string(expires.count());
+        return body + "." + sign(body);
+    }
+
+    /// Who a token names, and until when; nothing for a forged or malformed one (an expired
+    /// one is returned with its expiry: herald refuses it as expired).
+    std::optional<herald::principal> who(const std::string& token) const {
+        const std::size_t sig = token.rfind('.');
+        if (sig == std::string::npos || sig == 0) return std::nullopt;
+        const std::string body = token.substr(0, sig);
+        if (!equal_constant_time(sign(body), token.substr(sig + 1))) return std::nullopt;
+        const std::size_t dot = body.find('.');
+        const std::string user = body.substr(0, dot), ms = body.substr(dot + 1);
+        if (ms.empty() || ms.size() > 15 || ms.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+        return herald::principal{user, clock::time_point(std::chrono::milliseconds(std::stoll(ms)))};
+    }
+
+private:
+    std::string sign(const std::string& body) const {
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
+             reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac, &len);
+        static const char* hex = "0123456789abcdef";
+        std::string out;
+        for (unsigned int i = 0; i < len; ++i) { out += hex[mac[i] >> 4]; out += hex[mac[i] & 15]; }
+        return out;
+    }
+    static bool equal_constant_time(const std::string& a, const std::string& b) {
+        return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+    }
+
+    std::string secret_;
+    std::chrono::milliseconds ttl_;
+};
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -54,6 +116,8 @@ int main(int argc, char** argv) {
     int interval_ms = 1500;
     bool websocket = true, longpoll = true;
     std::string assets = HERALD_DEMO_ASSETS, redis_address;
+    long token_ttl_ms = 10 * 60 * 1000;
+    std::string token_secret;
     app.add_option("--address", opts.address, "address to listen on");
     app.add_option("--port", opts.port, "port (0: any free port, printed at start)");
     app.add_option("--interval-ms", interval_ms, "milliseconds between the simulated editors' actions (0: never)");
@@ -66,6 +130,11 @@ int main(int argc, char** argv) {
     app.add_option("--server-id", opts.server_id, "this server's name in welcome and /herald/info");
     app.add_option("--tls-cert", opts.tls.cert_chain_file, "PEM certificate chain: serve https and wss on the port");
     app.add_option("--tls-key", opts.tls.private_key_file, "PEM private key of --tls-cert");
+    app.add_option("--token-ttl-ms", token_ttl_ms,
+                   "milliseconds a page's herald token lives: how long a signed-out editor may still receive")
+        ->check(CLI::Range(2000L, 24L * 3600 * 1000));
+    app.add_option("--token-secret", token_secret,
+                   "the key that signs herald tokens; the same on every server behind one balancer (default: random, this process only)");
     CLI11_PARSE(app, argc, argv);
 
     // Block the stop signals before any thread starts; main waits for them with sigwait.
@@ -86,13 +155,10 @@ int main(int argc, char** argv) {
     server.options_of<herald::transport::websocket>().enabled = websocket;
     server.options_of<herald::transport::longpoll>().enabled = longpoll;
 
-    // Who is who: the CMS's login cookie. Editors follow the projects and their own
-    // notifications, nobody else's.
-    herald::rule_authorizer auth([](const herald::request_info& r) -> std::optional<herald::principal> {
-        std::string u = user_of(r);
-        if (u.empty()) return std::nullopt;
-        return herald::principal{u};
-    });
+    // Who is who: the token the page got from /api/herald-token with its login cookie, and
+    // until when. Editors follow the projects and their own notifications, nobody else's.
+    const token_service tokens{token_secret, std::chrono::milliseconds(token_ttl_ms)};
+    herald::rule_authorizer auth([&tokens](const herald::request_info& r) { return tokens.who(r.credentials); });
     auth.allow(herald::action::subscribe, "projects").allow(herald::action::subscribe, "user.{principal}.notifications");
     server.set_authorizer(auth);
 
@@ -120,6 +186,12 @@ int main(int argc, char** argv) {
         res.status = 303;
         res.headers = {{"Location", "/"}, {"Set-Cookie", "cms_user=; Path=/; Max-Age=0"}};
         return res;
+    });
+    server.handle("/api/herald-token", [&tokens](const herald::http_request& r) {
+        std::string u = user_of(r);
+        if (u.empty()) return herald::http_response::json(401, R"({"error":"not logged in"})");
+        if (r.method != "POST") return herald::http_response::json(405, R"({"error":"POST only"})");
+        return herald::http_response::json(200, nlohmann::json({{"token", tokens.mint(u)}}).dump());
     });
     server.handle("/api/me", [](const herald::http_request& r) {
         std::string u = user_of(r);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -16,7 +17,21 @@ namespace herald {
 
 /// The authenticated identity behind a session. An empty `id` is an anonymous user.
 struct principal {
+    using clock = std::chrono::system_clock;
+
+    principal() = default;
+    /// `principal{"alice"}`; `principal{"alice", token_expiry}`.
+    principal(std::string id_, std::optional<clock::time_point> expires_ = std::nullopt)  // NOLINT: implicit on purpose
+        : id(std::move(id_)), expires(expires_) {}
+
     std::string id;
+    /// When the credentials that proved this identity stop being valid (a token's `exp`, a
+    /// CMS session's end); none: they do not expire. Before it, the server asks the client
+    /// to refresh them (a `refresh` frame, see peer::check_credentials); at it, the session
+    /// ends with error::credentials_expired (WebSocket close 4003), and a connection whose
+    /// credentials expired already is refused with 401 `credentials_expired`.
+    std::optional<clock::time_point> expires;
+
     bool anonymous() const noexcept { return id.empty(); }
 };
 
@@ -31,6 +46,12 @@ struct request_info {
     std::string remote;  ///< peer address
     bool secure = false; ///< came over herald's own TLS (https, wss); a proxy's TLS is not seen here
     std::vector<std::pair<std::string, std::string>> headers;
+    /// The credentials the client sent in-band (herald.js's `accessToken` option): the
+    /// `access_token` query parameter of the request (WebSocket upgrade, poll, publish),
+    /// percent-decoded; or, when the client refreshes its credentials on an open session,
+    /// the `token` of its `refresh` frame (then `method`, `target` and `headers` are empty:
+    /// an authenticate hook that accepts tokens reads them here). Empty when none came.
+    std::string credentials;
 
     /// First value of header `name`, or empty.
     std::string_view header(std::string_view name) const noexcept {
@@ -81,7 +102,7 @@ struct request_info {
 ///
 /// | expression                  | type                        | meaning                                   |
 /// |-----------------------------|-----------------------------|-------------------------------------------|
-/// | `a.authenticate(r)`         | `std::optional<principal>`  | who opened the connection; nullopt: 401   |
+/// | `a.authenticate(r)`         | `std::optional<principal>`  | who opened the connection, with an optional expiry; nullopt: 401. Asked again with `r.credentials` only when the client refreshes them |
 /// | `a.may(p, action::subscribe, c)` | `bool`                 | checked on every subscribe and every poll |
 /// | `a.may(p, action::publish, c)`   | `bool`                 | checked on every client publish           |
 ///

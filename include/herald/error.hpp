@@ -24,6 +24,7 @@ enum class error {
     backplane_unavailable, ///< the backplane cannot take the publish (e.g. Redis is down)
     shutting_down,         ///< the server is draining; reconnect elsewhere
     timed_out,             ///< an operation did not complete in time
+    credentials_expired,   ///< the principal's credentials expired and were not refreshed in time
 };
 
 } // namespace herald
@@ -53,6 +54,7 @@ public:
         case error::backplane_unavailable: return "backplane unavailable";
         case error::shutting_down: return "server shutting down";
         case error::timed_out: return "timed out";
+        case error::credentials_expired: return "credentials expired: sign in again";
         }
         return "unknown herald error";
     }
@@ -89,6 +91,7 @@ inline const char* to_wire(error e) noexcept {
     case error::backplane_unavailable: return "backplane_unavailable";
     case error::shutting_down: return "shutting_down";
     case error::timed_out: return "timed_out";
+    case error::credentials_expired: return "credentials_expired";
     }
     return "internal_error";
 }

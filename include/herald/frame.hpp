@@ -37,6 +37,8 @@ enum class frame_type : std::uint8_t {
     welcome,      ///< first frame of a connection
     ping,         ///< heartbeat
     reconnect,    ///< the server is draining: reconnect after `retry_after`
+    refresh,      ///< the session's credentials expire soon: send new ones (`retry_after`: in how long)
+    refreshed,    ///< answer to a client's refresh: the new credentials were taken
 };
 
 /// One outbound frame, immutable once made. A message frame is built once per publish and

@@ -58,6 +58,9 @@ struct session_options {
     std::size_t max_queued_bytes = 4 * 1024 * 1024;
     /// Channels one session may follow at once (error::too_many_subscriptions past it).
     std::size_t max_subscriptions = 512;
+    /// How long before its credentials expire (principal::expires) a session is sent a
+    /// `refresh` frame asking for new ones; half their remaining life, when that is shorter.
+    std::chrono::milliseconds refresh_before = std::chrono::seconds(60);
 };
 
 /// Options of a hub (hub::hub); servers pass theirs on. The defaults suit one server.
@@ -73,6 +76,11 @@ struct hub_options {
     std::size_t max_history_bytes = 64 * 1024 * 1024;
     /// Limits of every session the hub opens.
     session_options session;
+    /// Subscriptions one signed-in principal (a non-empty principal::id) may hold over all its
+    /// sessions at once: past it, error::too_many_subscriptions, as for one session's cap.
+    /// Anonymous clients are bounded per connection and by connections per address instead
+    /// (a shared anonymous quota would let one page starve every other).
+    std::size_t max_subscriptions_per_principal = 4096;
     /// Largest `data` accepted by publish, in bytes (error::payload_too_large past it).
     std::size_t max_payload_bytes = 64 * 1024;
     /// How long the blocking publish() waits for an asynchronous backplane to order a message.

@@ -17,6 +17,8 @@
 #include <herald/protocol.hpp>
 #include <herald/session.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -63,16 +65,26 @@ public:
     /// No session: open() is false and every request fails with error::session_closed.
     peer() noexcept = default;
 
-    /// Opens a session on `h` for `who`; `wake` as for hub::open_session.
-    peer(hub& h, principal who, session::wake_function wake)
-        : hub_(&h), session_(h.open_session(std::move(who), std::move(wake))) {}
+    using clock = principal::clock;
 
-    peer(peer&& o) noexcept : hub_(o.hub_), session_(std::move(o.session_)) {}
+    /// Opens a session on `h` for `who`; `wake` as for hub::open_session. The session ends
+    /// when `who.expires` passes unless the client refreshed its credentials (see
+    /// check_credentials()).
+    peer(hub& h, principal who, session::wake_function wake, clock::time_point now = clock::now())
+        : hub_(&h) {
+        expire_at(who.expires, now);
+        session_ = h.open_session(std::move(who), std::move(wake));
+    }
+
+    peer(peer&& o) noexcept
+        : hub_(o.hub_), session_(std::move(o.session_)), expires_(o.expires_), refresh_at_(o.refresh_at_) {}
     peer& operator=(peer&& o) noexcept {
         if (this != &o) {
             close();
             hub_ = o.hub_;
             session_ = std::move(o.session_);
+            expires_ = o.expires_;
+            refresh_at_ = o.refresh_at_;
         }
         return *this;
     }
@@ -87,8 +99,9 @@ public:
 
     /// Applies one herald.v1 client frame: subscribe (with `since`: the resume),
     /// unsubscribe, publish (when the authorizer allows; the `published` or `error` ack is
-    /// queued once the backplane ordered it), pong/ping (nothing to do). A request that fails
-    /// queues an `error` frame naming its channel and id; the session stays up.
+    /// queued once the backplane ordered it), refresh (see refresh()), pong/ping (nothing
+    /// to do). A request that fails queues an `error` frame naming its channel and id; the
+    /// session stays up.
     /// @returns the error queued, if any (a publish's later ack is not counted).
     std::error_code apply(std::string_view text) {
         std::error_code ec;
@@ -107,6 +120,7 @@ public:
         case protocol::request::kind::pong: return {};
         case protocol::request::kind::subscribe: ec = subscribe(r.channel, std::move(r.since), r.id); break;
         case protocol::request::kind::unsubscribe: ec = unsubscribe(r.channel, r.id); break;
+        case protocol::request::kind::refresh: ec = refresh(std::move(r.token), r.id); break;
         case protocol::request::kind::publish:
             if (!session_) { ec = error::session_closed; break; }
             publish_for(*hub_, &session_->who(), std::move(r), [s = session_](frame_ptr ack) { s->push(std::move(ack)); });
@@ -146,6 +160,55 @@ public:
         return hub_->publish(channel, data, ec);
     }
 
+    // ---- credentials that expire ------------------------------------------------------
+
+    /// When this peer's credentials expire (none: never): the principal's `expires` at
+    /// admission, moved by each refresh (the session's who() keeps the first).
+    std::optional<clock::time_point> expires() const noexcept { return expires_; }
+
+    /// Takes the client's new credentials: the authorizer's authenticate hook is asked with
+    /// a request_info whose `credentials` are `token` (and nothing else). Accepted when it
+    /// names the same principal with an expiry still ahead (or none): the session's expiry
+    /// moves and `refreshed` is queued. @returns unauthenticated (refused, or another
+    /// principal) or credentials_expired, and queues nothing for them (apply() queues the
+    /// error frame); the session keeps its old expiry and ends at it.
+    std::error_code refresh(std::string token, std::uint64_t id = 0, clock::time_point now = clock::now()) {
+        if (!open()) return error::session_closed;
+        request_info r;
+        r.credentials = std::move(token);
+        const std::optional<principal> p = hub_->authenticate(r);
+        if (!p || p->id != session_->who().id) return error::unauthenticated;
+        if (p->expires && *p->expires <= now) return error::credentials_expired;
+        expire_at(p->expires, now);
+        std::optional<std::chrono::milliseconds> in;
+        if (expires_) in = std::chrono::duration_cast<std::chrono::milliseconds>(*expires_ - now);
+        session_->push(protocol::make_refreshed(in, id));
+        return {};
+    }
+
+    /// The expiry rule, for transports to call on a timer (and a long-poll before each
+    /// answer): when the credentials expire before `now + next_check` (the transport's next
+    /// call), queues an `error` frame (credentials_expired) and closes the session with that
+    /// reason, so that nothing is delivered past the expiry; otherwise, once per credentials,
+    /// queues `refresh` when `now` reaches the refresh point: session_options::refresh_before
+    /// ahead of the expiry, or halfway through the credentials' remaining life when that comes
+    /// later, but never later than two checks ahead (so that one check is left to renew in).
+    /// @returns whether the session is still open.
+    bool check_credentials(clock::time_point now, clock::duration next_check) {
+        if (!open()) return false;
+        if (!expires_) return true;
+        if (*expires_ <= now + next_check) {
+            session_->push(protocol::make_error(error::credentials_expired));
+            close(error::credentials_expired);
+            return false;
+        }
+        if (refresh_at_ && (now >= *refresh_at_ || *expires_ <= now + 2 * next_check)) {
+            refresh_at_.reset();
+            session_->push(protocol::make_refresh(std::chrono::duration_cast<std::chrono::milliseconds>(*expires_ - now)));
+        }
+        return true;
+    }
+
     /// Closes the session (the hub drops it from its channels); what it queued can still be
     /// taken. Idempotent.
     void close(std::error_code reason = {}) {
@@ -159,8 +222,20 @@ public:
     }
 
 private:
+    void expire_at(std::optional<clock::time_point> expires, clock::time_point now) {
+        expires_ = expires;
+        refresh_at_.reset();
+        if (!expires) return;
+        const clock::duration left = *expires - now;
+        const clock::duration ahead = std::min<clock::duration>(
+            hub_->options().session.refresh_before, left / 2);
+        refresh_at_ = *expires - ahead;
+    }
+
     hub* hub_ = nullptr;
     session_ptr session_;
+    std::optional<clock::time_point> expires_;     // the credentials' end
+    std::optional<clock::time_point> refresh_at_;  // when to ask for new ones (once)
 };
 
 } // namespace herald

@@ -191,6 +191,35 @@ inline frame_ptr make_reconnect(std::chrono::milliseconds after, std::string_vie
     return f;
 }
 
+/// `refresh`: the session's credentials expire in `expires_in`; the client sends new ones
+/// (a `refresh` request on WebSocket, its next poll's `access_token` on long-poll).
+inline frame_ptr make_refresh(std::chrono::milliseconds expires_in) {
+    auto f = std::make_shared<frame>();
+    f->type = frame_type::refresh;
+    f->text = "{\"type\":\"refresh\",\"expires_in\":";
+    detail::append_uint(f->text, static_cast<std::uint64_t>(std::max<std::int64_t>(0, expires_in.count())));
+    f->text += '}';
+    f->retry_after = expires_in;
+    return f;
+}
+
+/// `refreshed`: the answer to a client's `refresh`: its new credentials were taken, and
+/// expire in `expires_in` (none: they do not expire).
+inline frame_ptr make_refreshed(std::optional<std::chrono::milliseconds> expires_in, std::uint64_t id = 0) {
+    auto f = std::make_shared<frame>();
+    f->type = frame_type::refreshed;
+    f->text = "{\"type\":\"refreshed\"";
+    if (expires_in) {
+        f->text += ",\"expires_in\":";
+        detail::append_uint(f->text, static_cast<std::uint64_t>(std::max<std::int64_t>(0, expires_in->count())));
+        f->retry_after = *expires_in;
+    }
+    detail::append_request_id(f->text, id);
+    f->text += '}';
+    f->request_id = id;
+    return f;
+}
+
 // ---- long-poll answers and cursors (shared by the transports) ------------------------------
 
 /// The body of every long-poll and `/herald/publish` answer, refusals included:
@@ -283,11 +312,12 @@ inline std::optional<std::string_view> member_bytes(std::string_view text, std::
 
 /// A request from a client, parsed.
 struct request {
-    enum class kind { subscribe, unsubscribe, publish, pong } type = kind::pong;
-    std::string channel;
+    enum class kind { subscribe, unsubscribe, publish, pong, refresh } type = kind::pong;
+    std::string channel;           ///< subscribe, unsubscribe, publish
     std::optional<position> since; ///< subscribe: resume after this position
     std::string data;              ///< publish: the JSON value, its bytes as the client sent them
     std::uint64_t id = 0;          ///< optional request id, echoed in the answer
+    std::string token;             ///< refresh: the client's new credentials
 };
 
 /// Parses one client text frame. On failure `ec` is malformed_frame (nesting deeper than
@@ -319,7 +349,15 @@ inline request parse_request(std::string_view text, std::error_code& ec,
         if (t == "subscribe") r.type = request::kind::subscribe;
         else if (t == "unsubscribe") r.type = request::kind::unsubscribe;
         else if (t == "publish") r.type = request::kind::publish;
+        else if (t == "refresh") r.type = request::kind::refresh;
         else { ec = error::unknown_frame_type; return r; }
+    }
+
+    if (r.type == request::kind::refresh) {
+        auto token = j.find("token");
+        if (token == j.end() || !token->is_string()) { ec = error::malformed_frame; return r; }
+        r.token = token->get<std::string>();
+        return r;
     }
 
     auto ch = j.find("channel");

@@ -122,6 +122,41 @@ test('WebSocket switched off: the page goes straight to long-poll, with no WebSo
   }
 });
 
+for (const transport of ['websocket', 'longpoll']) {
+  test(`signed out in another tab (${transport}): the open page stops receiving by its token's expiry, and says so`, async () => {
+    const ttl = 4000;
+    const server = await demo(['--token-ttl-ms', String(ttl), ...(transport === 'longpoll' ? ['--no-websocket'] : [])]);
+    const { page, context } = await open(server.url);
+    try {
+      assert.equal(await page.evaluate(() => window.demo.transport), transport);
+      // Two token lifetimes: the page renews by itself and stays live.
+      await sleep(2 * ttl);
+      await setStatus(server.url, 1, 2, 'in review');
+      await page.waitForFunction(() => document.querySelector('#item-1-2 .status')?.textContent === 'in review', null, { timeout: 1500 });
+      assert.equal(await page.evaluate(() => window.demo.state), 'open');
+
+      // Sign out in a second tab of the same browser: the CMS gives this editor no new token.
+      const other = await context.newPage();
+      await other.goto(`${server.url}/logout`);
+      const t0 = Date.now();
+      await page.waitForFunction(() => window.demo.state === 'expired', null, { timeout: ttl + 2000 });
+      assert.ok(Date.now() - t0 <= ttl + 1000, `expired ${Date.now() - t0} ms after the sign-out`);
+      assert.match(await page.textContent('#connection-text'), /^Signed out/);
+      await setStatus(server.url, 1, 2, 'approved');
+      await sleep(1000);
+      assert.equal(await statusOf(page, 1, 2), 'in review', 'nothing arrives after the expiry');
+      const file = path.join(artifacts, `cms-demo-signed-out-${transport}.png`);
+      await page.screenshot({ path: file });
+      const pill = decodePng(await page.locator('#connection').screenshot());
+      const red = countPixels(pill, ([r, g, b]) => r > 180 && g < 80 && b < 80);
+      assert.ok(red >= 20, `red dot in the indicator (${red} px)`);
+    } finally {
+      await context.close();
+      await server.stop();
+    }
+  });
+}
+
 test('the screenshot shows the demo: three projects, notifications, and a green "Live" indicator', async () => {
   const server = await demo();
   const { page, context } = await open(server.url);

@@ -8,7 +8,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -253,4 +257,163 @@ TEST_CASE("answers count: requests never read close the session too") {
     auto c = mem.connect();
     for (int i = 0; i < 300; ++i) (void)c.subscribe("c" + std::to_string(i % 50));
     CHECK(c.close_reason() == herald::error::slow_consumer);
+}
+
+// ---- credentials that expire (issue 11, 6) ---------------------------------------------------
+
+namespace {
+
+// A CMS's token service, as an authenticate hook sees it: token -> principal with its expiry.
+struct token_authorizer {
+    using clock = herald::principal::clock;
+    std::shared_ptr<std::map<std::string, herald::principal>> tokens = std::make_shared<std::map<std::string, herald::principal>>();
+
+    std::optional<herald::principal> authenticate(const herald::request_info& r) const {
+        auto it = tokens->find(r.credentials);
+        if (it == tokens->end()) return std::nullopt;
+        return it->second;
+    }
+    bool may(const herald::principal& p, herald::action, std::string_view channel) const {
+        return !p.anonymous() && channel.substr(0, 7) == "public.";
+    }
+};
+
+std::vector<frame_type> types_of(const std::vector<herald::frame_ptr>& frames) {
+    std::vector<frame_type> out;
+    for (const auto& f : frames) out.push_back(f->type);
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("credentials that expire: asked to refresh once, renewed in-band, ended at the expiry; a bystander is served") {
+    using clock = herald::principal::clock;
+    using namespace std::chrono_literals;
+    herald::hub_options opts;
+    opts.session.refresh_before = 30s;
+    herald::hub hub(opts);
+    token_authorizer auth;
+    hub.set_authorizer(auth);
+    herald::transport::inmemory mem(hub);
+
+    const auto t0 = clock::now();
+    auto editor = mem.connect(herald::principal{"alice", t0 + 100s});
+    auto bystander = mem.connect(herald::principal{"bob"});  // no expiry
+    REQUIRE_FALSE(editor.subscribe("public.items"));
+    REQUIRE_FALSE(bystander.subscribe("public.items"));
+    editor.receive();
+    bystander.receive();
+
+    // Before the refresh point (100 s - 30 s): nothing. At it: one `refresh`, with the time left.
+    CHECK(editor.check_credentials(t0 + 60s));
+    CHECK(editor.receive().empty());
+    CHECK(editor.check_credentials(t0 + 71s));
+    auto frames = editor.receive();
+    REQUIRE(types_of(frames) == std::vector<frame_type>{frame_type::refresh});
+    CHECK(frames[0]->retry_after <= 29s);
+    CHECK(frames[0]->text.find(R"("type":"refresh","expires_in":)") != std::string::npos);
+    CHECK(editor.check_credentials(t0 + 72s));
+    CHECK(editor.receive().empty());  // asked once
+
+    // Refused: an unknown token, another principal's, an expired one. Nothing changes.
+    (*auth.tokens)["bobs"] = herald::principal{"bob", clock::now() + 1h};
+    (*auth.tokens)["stale"] = herald::principal{"alice", clock::now() - 1s};
+    CHECK(editor.refresh("forged") == herald::error::unauthenticated);
+    CHECK(editor.refresh("bobs") == herald::error::unauthenticated);
+    CHECK(editor.refresh("stale") == herald::error::credentials_expired);
+    // Over the wire the refusal is an error frame naming the request.
+    CHECK(editor.apply(R"({"type":"refresh","token":"forged","id":9})") == herald::error::unauthenticated);
+    frames = editor.receive();
+    REQUIRE(frames.size() == 1);
+    CHECK(frames[0]->code == herald::error::unauthenticated);
+    CHECK(frames[0]->request_id == 9);
+    CHECK(editor.apply(R"({"type":"refresh","id":10})") == herald::error::malformed_frame);  // no token
+    editor.receive();
+
+    // Renewed: `refreshed` with the new expiry; the session outlives the old one.
+    (*auth.tokens)["fresh"] = herald::principal{"alice", clock::now() + 200s};
+    CHECK_FALSE(editor.apply(R"({"type":"refresh","token":"fresh","id":11})"));
+    frames = editor.receive();
+    REQUIRE(types_of(frames) == std::vector<frame_type>{frame_type::refreshed});
+    CHECK(frames[0]->request_id == 11);
+    CHECK(frames[0]->retry_after > 190s);
+    CHECK(editor.check_credentials(t0 + 150s));
+    hub.publish("public.items", R"({"n":1})");
+    CHECK(messages_of(editor.receive(), "public.items") == 1);
+
+    // Not renewed again: at the new expiry the session ends with its own error, and receives
+    // nothing more. The bystander is still served.
+    CHECK_FALSE(editor.check_credentials(clock::now() + 201s));
+    frames = editor.receive();
+    REQUIRE_FALSE(frames.empty());
+    CHECK(frames.back()->code == herald::error::credentials_expired);
+    CHECK(editor.closed());
+    CHECK(editor.close_reason() == herald::error::credentials_expired);
+    hub.publish("public.items", R"({"n":2})");
+    CHECK(editor.receive().empty());
+    CHECK(messages_of(bystander.receive(), "public.items") == 2);
+}
+
+TEST_CASE("credentials that expire: short-lived ones are asked for halfway; none: never asked, never ended") {
+    using clock = herald::principal::clock;
+    using namespace std::chrono_literals;
+    herald::hub hub;  // refresh_before: 60 s
+    hub.set_authorizer(token_authorizer{});
+    herald::transport::inmemory mem(hub);
+    const auto t0 = clock::now();
+    auto short_lived = mem.connect(herald::principal{"alice", t0 + 10s});
+    CHECK(short_lived.check_credentials(t0 + 4s));
+    CHECK(short_lived.receive().empty());
+    CHECK(short_lived.check_credentials(t0 + 5s + 10ms));
+    CHECK(types_of(short_lived.receive()) == std::vector<frame_type>{frame_type::refresh});
+
+    auto forever = mem.connect(herald::principal{"bob"});
+    CHECK(forever.check_credentials(t0 + 24h * 365));
+    CHECK(forever.receive().empty());
+    CHECK_FALSE(forever.closed());
+}
+
+TEST_CASE("subscriptions per principal: capped over all of its sessions, given back on unsubscribe and close; anonymous and others unaffected") {
+    herald::hub_options opts;
+    opts.max_subscriptions_per_principal = 5;
+    herald::hub hub(opts);
+    herald::rule_authorizer auth;
+    auth.allow(herald::action::subscribe, "public.**");
+    hub.set_authorizer(auth);
+    herald::transport::inmemory mem(hub);
+
+    auto tab1 = mem.connect(herald::principal{"mallory"});
+    auto tab2 = mem.connect(herald::principal{"mallory"});
+    for (int i = 0; i < 3; ++i) REQUIRE_FALSE(tab1.subscribe("public.c" + std::to_string(i)));
+    CHECK_FALSE(tab1.subscribe("public.c0"));  // a resubscribe takes no second place
+    for (int i = 3; i < 5; ++i) REQUIRE_FALSE(tab2.subscribe("public.c" + std::to_string(i)));
+    CHECK(tab2.subscribe("public.c5") == herald::error::too_many_subscriptions);
+    auto tab3 = mem.connect(herald::principal{"mallory"});
+    CHECK(tab3.subscribe("public.c6") == herald::error::too_many_subscriptions);
+    // Over the wire: the error frame naming the channel and the request.
+    CHECK(tab3.apply(R"({"type":"subscribe","channel":"public.c6","id":7})") == herald::error::too_many_subscriptions);
+    auto frames = tab3.receive();
+    REQUIRE(frames.size() == 1);
+    CHECK(frames[0]->code == herald::error::too_many_subscriptions);
+    CHECK(frames[0]->request_id == 7);
+
+    // Places come back: an unsubscribe, a closed session.
+    REQUIRE_FALSE(tab1.unsubscribe("public.c0"));
+    CHECK_FALSE(tab3.subscribe("public.c6"));
+    CHECK(tab3.subscribe("public.c7") == herald::error::too_many_subscriptions);
+    tab2.close();
+    CHECK_FALSE(tab3.subscribe("public.c7"));
+    CHECK_FALSE(tab3.subscribe("public.c8"));
+
+    // Another principal, and anonymous clients, are not counted against mallory.
+    auto bystander = mem.connect(herald::principal{"bob"});
+    auto anon1 = mem.connect(), anon2 = mem.connect();
+    for (int i = 0; i < 5; ++i) CHECK_FALSE(bystander.subscribe("public.b" + std::to_string(i)));
+    for (int i = 0; i < 6; ++i) {  // past the cap: anonymous clients are not counted together
+        CHECK_FALSE(anon1.subscribe("public.b" + std::to_string(i)));
+        CHECK_FALSE(anon2.subscribe("public.b" + std::to_string(i)));
+    }
+    bystander.receive();
+    hub.publish("public.b4", R"({"n":1})");
+    CHECK(messages_of(bystander.receive(), "public.b4") == 1);
 }

@@ -32,6 +32,9 @@ test('diagnose echoes no credentials: Cookie, Authorization, Proxy-Authorization
   assert.equal(h.cookie, `<redacted, ${secret.length} bytes>`);
   assert.equal(h.authorization, '<redacted, 12 bytes>');
   assert.equal(h['proxy-authorization'], '<redacted, 10 bytes>');
+  // herald.js's access token, in the query: its length only, the rest of the target as sent.
+  const t = await (await get('/herald/diagnose?x=1&access_token=tok-s3cr3t&y=2')).json();
+  assert.equal(t.request.target, '/herald/diagnose?x=1&access_token=<redacted, 10 bytes>&y=2');
 });
 
 test('diagnose answers allowed origins only: another site, another scheme, null get 403', async () => {

@@ -53,7 +53,7 @@ after(async () => { await server.stop(); });
 test('client frames: each example is understood (answered by its documented answer, never malformed_frame)', async () => {
   const [block] = jsonBlocks('Frames, client → server');
   const examples = lines(block);
-  assert.deepEqual(examples.map((f) => f.type), ['subscribe', 'unsubscribe', 'publish', 'pong']);
+  assert.deepEqual(examples.map((f) => f.type), ['subscribe', 'unsubscribe', 'publish', 'refresh', 'pong']);
   const c = client(server.ws + '?user=alice');
   await c.open();
   for (const f of examples) c.send(f);
@@ -62,6 +62,7 @@ test('client frames: each example is understood (answered by its documented answ
   assert.equal((await answerTo(1)).code, 'forbidden');
   assert.equal((await answerTo(2)).code, 'not_subscribed');
   assert.equal((await answerTo(3)).code, 'forbidden');
+  assert.equal((await answerTo(5)).code, 'unauthenticated');  // not a token the server minted
   await sleep(200);
   assert.ok(!c.frames.some((f) => f.type === 'error' && f.id === undefined), 'pong has no answer');
   c.close();
@@ -92,7 +93,7 @@ test('server frames: each example has the fields and types the server sends', as
 test("server frames: the table's fields are the fields the server sends, for every frame type", async () => {
   const table = serverFrameTable();
   assert.deepEqual(Object.keys(table).sort(),
-    ['error', 'message', 'ping', 'published', 'reconnect', 'subscribed', 'unsubscribed', 'welcome']);
+    ['error', 'message', 'ping', 'published', 'reconnect', 'refresh', 'refreshed', 'subscribed', 'unsubscribed', 'welcome']);
   const c = client(server.ws + '?user=alice');
   await c.open();
   const seen = [await c.frame((f) => f.type === 'welcome')];
@@ -106,6 +107,18 @@ test("server frames: the table's fields are the fields the server sends, for eve
   c.send({ type: 'subscribe', channel: 'user.bob.notifications', id: 4 });
   seen.push(await c.frame((f) => f.type === 'error'));
   seen.push(await c.frame((f) => f.type === 'ping', 3000));  // heartbeat 1 s
+  // A session whose token expires in 3 s is asked to refresh at ~1.5 s, and renews.
+  const examples = Object.fromEntries(lines(jsonBlocks('Frames, server → client')[0]).map((f) => [f.type, f]));
+  const token = async () => (await (await fetch(`${server.url}/test/token?user=alice&ttl_ms=3000`, { method: 'POST' })).json()).token;
+  const expiring = client(`${server.ws}?access_token=${await token()}`);
+  await expiring.open();
+  const refresh = await expiring.frame((f) => f.type === 'refresh', 4000);
+  expiring.send({ type: 'refresh', token: await token(), id: 5 });
+  const refreshed = await expiring.frame((f) => f.type === 'refreshed');
+  assertSameShape(refresh, examples.refresh, 'refresh');
+  assertSameShape(refreshed, examples.refreshed, 'refreshed');
+  seen.push(refresh, refreshed);
+  expiring.close();
   const stopped = server.stop();
   seen.push(await c.frame((f) => f.type === 'reconnect', 5000));
   await stopped;

@@ -7,9 +7,13 @@
 //     [--body-timeout-ms N] [--frame-timeout-ms N]
 //     [--tls-cert FILE --tls-key FILE] (https and wss)
 // Prints "port N" on its first line. SIGTERM drains (reconnect frames), then exits.
-// Who a client is: the `user` query parameter, else the `user` cookie (empty: anonymous;
-// "nobody": refused, 401). It may subscribe to public.** and user.<itself>.**, and publish
-// to public.chat. Test-only endpoints: POST /test/publish?channel=C[&n=N], GET /test/stats.
+// Who a client is: the user of its access token (request_info::credentials) when it sent
+// one, else the `user` query parameter, else the `user` cookie (empty: anonymous; "nobody":
+// refused, 401). It may subscribe to public.** and user.<itself>.**, and publish to
+// public.chat. Test-only endpoints: POST /test/publish?channel=C[&n=N], GET /test/stats, and
+// the CMS's token service: POST /test/token?user=U&ttl_ms=N mints a token for U that expires
+// in N ms (403 once U is revoked), POST /test/revoke?user=U revokes U (tokens already minted
+// stay valid until they expire, as signed tokens do).
 #include <herald/server.hpp>
 
 #if __has_include(<herald/backplane/redis.hpp>)
@@ -20,7 +24,12 @@
 #include <CLI/CLI.hpp>
 #include <asio/ssl/context.hpp>
 
+#include <chrono>
 #include <csignal>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
 #include <vector>
 
 #include <fcntl.h>
@@ -107,8 +116,23 @@ int main(int argc, char** argv) {
 #endif
     server.options_of<herald::transport::websocket>().enabled = websocket;
     server.options_of<herald::transport::longpoll>().enabled = longpoll;
-    // Who: the `user` query parameter or cookie; "nobody" is refused (401).
-    herald::rule_authorizer auth([](const herald::request_info& r) -> std::optional<herald::principal> {
+    // The CMS's token service: token -> who and until when; revoked users get no new token.
+    struct token_store {
+        std::mutex mu;
+        std::map<std::string, herald::principal> tokens;
+        std::set<std::string> revoked;
+        unsigned long next = 0;
+    };
+    auto tokens = std::make_shared<token_store>();
+    // Who: the access token's user, else the `user` query parameter or cookie; "nobody" is
+    // refused (401), and so is an unknown token.
+    herald::rule_authorizer auth([tokens](const herald::request_info& r) -> std::optional<herald::principal> {
+        if (!r.credentials.empty()) {
+            std::lock_guard<std::mutex> lock(tokens->mu);
+            auto it = tokens->tokens.find(r.credentials);
+            if (it == tokens->tokens.end()) return std::nullopt;
+            return it->second;  // with its expiry, passed or not: herald refuses an expired one
+        }
         std::string u(r.query("user"));
         if (u.empty()) u = std::string(r.cookie("user"));
         if (u == "nobody") return std::nullopt;
@@ -131,6 +155,21 @@ int main(int argc, char** argv) {
             if (ec) return herald::http_response::json(400, nlohmann::json({{"error", herald::to_wire(ec)}}).dump());
         }
         return herald::http_response::json(200, nlohmann::json({{"epoch", last.epoch}, {"offset", last.offset}}).dump());
+    });
+    server.handle("/test/token", [tokens](const herald::http_request& r) {
+        const std::string user(r.query("user")), ttl(r.query("ttl_ms"));
+        if (user.empty() || ttl.empty() || ttl.size() > 9 || ttl.find_first_not_of("0123456789") != std::string::npos)
+            return herald::http_response::json(400, R"({"error":"user and ttl_ms expected"})");
+        std::lock_guard<std::mutex> lock(tokens->mu);
+        if (tokens->revoked.count(user)) return herald::http_response::json(403, R"({"error":"revoked"})");
+        const std::string token = "tok-" + user + "-" + std::to_string(++tokens->next);
+        tokens->tokens[token] = herald::principal{user, herald::principal::clock::now() + std::chrono::milliseconds(std::stol(ttl))};
+        return herald::http_response::json(200, nlohmann::json({{"token", token}}).dump());
+    });
+    server.handle("/test/revoke", [tokens](const herald::http_request& r) {
+        std::lock_guard<std::mutex> lock(tokens->mu);
+        tokens->revoked.insert(std::string(r.query("user")));
+        return herald::http_response::json(200, "{}");
     });
     server.handle("/test/stats", [&](const herald::http_request&) {
         auto s = server.hub().stats();

@@ -30,7 +30,14 @@ async function main() {
     .map((u) => `<a href="/login?user=${u}">switch to ${u}</a>`).join(' ')} · <a href="/logout">sign out</a>`;
   $('app').hidden = false;
 
-  const herald = (demo.herald = connect());
+  // herald knows the editor by a short-lived token from the CMS; signed out, there is none,
+  // and the session ends when the last one expires.
+  const herald = (demo.herald = connect({
+    accessToken: async () => {
+      const res = await fetch('/api/herald-token', { method: 'POST', credentials: 'same-origin' });
+      return res.ok ? (await res.json()).token : null;
+    },
+  }));
   herald.on('state', showConnection);
 
   const [p, n] = await Promise.all([getJSON('/api/projects'), getJSON('/api/notifications')]);
@@ -38,13 +45,16 @@ async function main() {
   loadNotifications(n.notifications);
 
   const mine = `user.${me.user}.notifications`;
-  herald.subscribe('projects', onProjectUpdate, { since: p.position });
-  herald.subscribe(mine, onNotification, { since: n.position });
+  const channels = {
+    projects: reloader('/api/projects', (s) => loadProjects(s.projects), onProjectUpdate),
+    [mine]: reloader('/api/notifications', (s) => loadNotifications(s.notifications), onNotification),
+  };
+  herald.subscribe('projects', channels.projects.apply, { since: p.position });
+  herald.subscribe(mine, channels[mine].apply, { since: n.position });
   herald.on('resync', async ({ channel }) => {
     // herald could not replay what was missed (server restarted, history too short): reload.
+    await channels[channel]?.reload();
     demo.resyncs++;
-    if (channel === 'projects') loadProjects((await getJSON('/api/projects')).projects);
-    if (channel === mine) loadNotifications((await getJSON('/api/notifications')).notifications);
   });
   herald.on('error', (e) => console.warn('herald:', e));
 }
@@ -61,6 +71,7 @@ const stateText = {
   reconnecting: 'Reconnecting…',
   warning: 'Connection problems — retrying',
   offline: 'Offline — reload the page',
+  expired: 'Signed out — sign in again for live updates',
 };
 
 function showConnection({ state, transport, reason, attempt }) {
@@ -73,6 +84,32 @@ function showConnection({ state, transport, reason, attempt }) {
   if ((state === 'reconnecting' || state === 'warning') && attempt) text += ` (attempt ${attempt})`;
   $('connection-text').textContent = text;
   el.title = reason ? `${text}\n${reason}` : text;
+  if (state === 'expired') $('whoami').innerHTML = 'Signed out · <a href="/">sign in again</a>';
+}
+
+// A channel's state, reloaded after a resync. Updates that arrive while the reload is on its
+// way are applied again on top of it when the reloaded state does not include them yet (newer
+// than its position): a reload never undoes a live update.
+function reloader(url, load, apply) {
+  let during = null;  // updates since the reload began
+  return {
+    apply(data, meta) {
+      during?.push([data, meta]);
+      apply(data, meta);
+    },
+    async reload() {
+      const missed = (during = []);
+      let state;
+      try {
+        state = await getJSON(url);
+      } finally {
+        during = null;
+      }
+      load(state);
+      const at = state.position;
+      for (const [data, meta] of missed) if (meta.epoch !== at.epoch || meta.offset > at.offset) apply(data, meta);
+    },
+  };
 }
 
 function loadProjects(list) {

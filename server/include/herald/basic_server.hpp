@@ -404,7 +404,7 @@ private:
         for (const auto& [k, v] : r.headers) headers[k] = detail::shown_header_value(k, v);
         const auto st = hub_.stats();
         return {{"server", info()},
-                {"request", {{"method", r.method}, {"target", r.target}, {"version", r.version}, {"remote", r.remote},
+                {"request", {{"method", r.method}, {"target", detail::shown_target(r.target)}, {"version", r.version}, {"remote", r.remote},
                              {"headers", headers}}},
                 {"stats", {{"connections", connection_count()}, {"sessions", st.sessions}, {"channels", st.channels},
                            {"published", st.published}, {"deliveries", st.deliveries},

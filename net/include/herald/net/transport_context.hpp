@@ -2,6 +2,7 @@
 #pragma once
 
 #include <herald/hub.hpp>
+#include <herald/net/connection.hpp>
 #include <herald/net/http.hpp>
 #include <herald/net/server_options.hpp>
 
@@ -82,14 +83,23 @@ public:
     ///     `Upgrade: websocket`);
     ///  3. draining (503 with a `reconnect` frame after jitter(), and Retry-After);
     ///  4. the authorizer's authenticate hook (401 `unauthenticated`), last: it is the
-    ///     application's, and may cost a session-store lookup.
+    ///     application's, and may cost a session-store lookup; a principal whose
+    ///     credentials expired already, or expire within a tick (principal::expires), gets
+    ///     401 `credentials_expired`.
     /// Refusals are herald.v1 answers, `{"frames":[…]}` (http_response::refusal).
     template <class ShapeCheck = no_shape_check>
     admission admit(const http_request& r, ShapeCheck&& shape = {}) {
         admission a;
         if (screen(r, shape, a)) {
             a.who = hub.authenticate(r);
-            if (!a.who) a.refusal = http_response::refusal(401, error::unauthenticated);
+            if (!a.who) {
+                a.refusal = http_response::refusal(401, error::unauthenticated);
+            } else if (a.who->expires && *a.who->expires <= principal::clock::now() + tick_interval) {
+                // Expired, or would be before the first check (peer::check_credentials):
+                // nothing may be delivered on credentials past their expiry.
+                a.who.reset();
+                a.refusal = http_response::refusal(401, error::credentials_expired);
+            }
         }
         return a;
     }

@@ -51,6 +51,24 @@ inline std::string shown_header_value(std::string_view name, const std::string& 
     return "<redacted, " + std::to_string(value.size()) + " bytes>";
 }
 
+/// What diagnose shows of a request target: the target, with the value of an `access_token`
+/// query parameter (herald.js's credentials) replaced by its length.
+inline std::string shown_target(std::string_view target) {
+    std::string out(target);
+    constexpr std::string_view key = "access_token=";
+    const std::size_t q = out.find('?');
+    for (std::size_t at = q; at != std::string::npos && at < out.size(); at = out.find('&', at)) {
+        ++at;  // past '?' or '&'
+        if (out.compare(at, key.size(), key) != 0) continue;
+        const std::size_t from = at + key.size();
+        const std::size_t to = std::min(out.find('&', from), out.size());
+        const std::string shown = "<redacted, " + std::to_string(to - from) + " bytes>";
+        out.replace(from, to - from, shown);
+        at = from + shown.size();
+    }
+    return out;
+}
+
 /// One place among the diagnose answers held at once (diagnose_max_held); given back once.
 class diagnose_slot {
 public:

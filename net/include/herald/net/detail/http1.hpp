@@ -104,8 +104,32 @@ public:
         r.remote = remote;
         for (const auto& [k, v] : parser_->get_headers()) r.headers.emplace_back(k, v);
         r.body = parser_->get_body();
+        r.credentials = percent_decode(r.query("access_token"));
         parser_.reset();
         return r;
+    }
+
+    /// `%XX` sequences decoded (a malformed one is kept as is; `+` stays `+`: a token's
+    /// base64 keeps its meaning whether or not the client encoded it).
+    static std::string percent_decode(std::string_view s) {
+        auto hex = [](char c) -> int {
+            if (c >= '0' && c <= '9') return c - '0';
+            if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+            if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+            return -1;
+        };
+        std::string out;
+        out.reserve(s.size());
+        for (std::size_t i = 0; i < s.size(); ++i) {
+            int hi, lo;
+            if (s[i] == '%' && i + 2 < s.size() && (hi = hex(s[i + 1])) >= 0 && (lo = hex(s[i + 2])) >= 0) {
+                out += static_cast<char>(hi * 16 + lo);
+                i += 2;
+            } else {
+                out += s[i];
+            }
+        }
+        return out;
     }
 
     /// The last request as received, head and body (for a WebSocket handshake, which

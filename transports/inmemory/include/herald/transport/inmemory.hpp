@@ -177,6 +177,18 @@ public:
 
     void close() { peer_.close(); }
 
+    /// Takes new credentials (herald::peer::refresh): `refreshed` arrives through poll(),
+    /// and the session lives until their expiry.
+    std::error_code refresh(std::string token) { return peer_.refresh(std::move(token)); }
+
+    /// The expiry rule (herald::peer::check_credentials), which an in-process client runs
+    /// when it likes (no timer of its own): past the principal's expiry the session ends
+    /// with error::credentials_expired; before it, a `refresh` frame asks for new
+    /// credentials. @returns whether the session is still open.
+    bool check_credentials(principal::clock::time_point now = principal::clock::now()) {
+        return peer_.check_credentials(now, {});
+    }
+
     const session_ptr& session() const noexcept { return peer_.session(); }
 
 private:

@@ -118,10 +118,15 @@ public:
     ~held_poll() override { t_.held_.fetch_sub(1, std::memory_order_relaxed); }
 
     /// Takes what the session holds, and answers if there is anything worth an answer.
-    /// @returns true when it answered.
+    /// Once the poll has seen a tick, an answer says where the credentials stand too: one
+    /// answered by a message near the expiry carries the `refresh` that the next poll might
+    /// get no tick for. Not before: a `refresh` alone answers a poll at its first tick at the
+    /// earliest, so that a client with no new credentials polls about once a second, never
+    /// in a loop. @returns true when it answered.
     bool answer_if_ready() {
         const session_ptr& s = peer_.session();
         if (!s) return true;
+        if (ticked_) peer_.check_credentials(principal::clock::now(), net::tick_interval);
         std::vector<frame_ptr> frames;
         s->take(frames);
         // On a poll every channel is subscribed again: a `subscribed` that merely confirms a
@@ -135,19 +140,26 @@ public:
             if (bytes > t_.opts_.max_answer_bytes && !kept_.empty()) break;
             kept_.push_back(f);
         }
-        // A slow consumer: more waited than one answer may carry. Send what was kept; the
-        // next poll resumes.
-        if (kept_.empty() && !(s->closed() && s->close_reason() == error::slow_consumer)) return false;
+        // A closed session (a slow consumer: more waited than one answer may carry;
+        // credentials that expired, with their error frame) is answered with what was kept;
+        // the next poll resumes, or is refused.
+        if (kept_.empty() && !s->closed()) return false;
         respond(http_response::frames(200, kept_));
         return true;
     }
 
-    /// Answers with what was kept, even nothing.
-    void answer_now() { respond(http_response::frames(200, kept_)); }
+    /// Answers with what is there, even nothing.
+    void answer_now() {
+        if (!answer_if_ready()) respond(http_response::frames(200, kept_));
+    }
 
     void on_read(const char*, std::size_t) override {}
     void on_wake() override { answer_if_ready(); }
     void on_tick(clock::time_point now) override {
+        // Credentials that expire before the next tick end the poll now, with a
+        // `credentials_expired` error; a `refresh` frame, due once, wakes it like a message.
+        ticked_ = true;
+        if (!peer_.check_credentials(principal::clock::now(), net::tick_interval)) return;
         if (now >= deadline_) answer_now();
     }
     void on_drain(std::chrono::milliseconds after) override {
@@ -171,6 +183,7 @@ private:
     std::set<std::string> resumed_;
     clock::time_point deadline_;
     std::vector<frame_ptr> kept_;
+    bool ticked_ = false;  // a tick came since the poll arrived (see answer_if_ready)
 };
 
 inline void longpoll::poll(const net::connection_ptr& c, const http_request& r, principal who) {

@@ -70,7 +70,8 @@ inline void queue_text_frame(herald::net::connection& c, frame_ptr f) {
 namespace herald::transport {
 
 /// The WebSocket transport (`/herald/ws`, subprotocol `herald.v1`). Close codes: 4000 idle,
-/// 4001 drain (after a `reconnect` frame), 4008 slow consumer, 1003 binary frame, 1009 frame
+/// 4001 drain (after a `reconnect` frame), 4003 credentials expired (after a
+/// `credentials_expired` error frame), 4008 slow consumer, 1003 binary frame, 1009 frame
 /// over `server_options::max_request_bytes`, 1002/1007 protocol and UTF-8 violations.
 class websocket {
 public:
@@ -82,6 +83,7 @@ public:
 
     static constexpr std::uint16_t close_idle = 4000;
     static constexpr std::uint16_t close_drain = 4001;
+    static constexpr std::uint16_t close_credentials_expired = 4003;
     static constexpr std::uint16_t close_slow_consumer = 4008;
 
     websocket(net::transport_context& ctx, const options& opts)
@@ -177,6 +179,9 @@ public:
             return;
         }
         if (!peer_.session()) return;
+        // Credentials that expire before the next tick end the session now (pump closes
+        // with 4003); before that, the client is asked once to refresh them.
+        if (!peer_.check_credentials(principal::clock::now(), net::tick_interval)) return;
         // Two heartbeats, one per direction: a quiet server sends a herald `ping` (the page
         // cannot see WebSocket pings, and uses it to notice a dead connection); a quiet client
         // gets a WebSocket ping, which browsers answer by themselves. Any frame from the peer
@@ -332,6 +337,8 @@ private:
         if (!open) {
             if (session->close_reason() == error::slow_consumer)
                 close(close_slow_consumer, "slow consumer: resume from your cursors");
+            else if (session->close_reason() == error::credentials_expired)
+                close(close_credentials_expired, "credentials expired");
             else
                 close(close_drain, "session closed");
         }
