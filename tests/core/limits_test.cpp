@@ -48,7 +48,7 @@ std::string payload(std::size_t bytes) { return "\"" + std::string(bytes - 2, 'x
 
 } // namespace
 
-TEST_CASE("safe defaults: with no authorizer a client connects but subscribes and publishes nothing; said once") {
+TEST_CASE("safe defaults: with no authorizer a client connects but subscribes and publishes nothing, said once") {
     log_lines logs;
     herald::hub_options opts;
     opts.log = logs.function();
@@ -80,7 +80,7 @@ TEST_CASE("safe defaults: insecure_allow_all says so when installed") {
     CHECK(logs.count("no authorizer") == 0);
 }
 
-TEST_CASE("safe defaults: the in-memory example's rules refuse a client publish into another user's channel; bob is served") {
+TEST_CASE("safe defaults: the in-memory example's rules refuse a client publish into another user's channel, bob is served") {
     herald::hub hub;
     herald::rule_authorizer auth;  // as examples/inmemory: follow project items, publish nothing
     auth.allow(herald::action::subscribe, "project.*.items").allow(herald::action::subscribe, "user.{principal}.**");
@@ -113,7 +113,7 @@ TEST_CASE("history: bounded in bytes per channel") {
     CHECK(h.since(20 - h.size(), 20, out, t0));
 }
 
-TEST_CASE("history: 4 channels x 1000 x 60 kB stay under the per-channel and hub bounds; a live bystander gets all") {
+TEST_CASE("history: 4 channels x 1000 x 60 kB stay under the per-channel and hub bounds, a live bystander gets all") {
     herald::hub_options opts;
     opts.max_history_bytes = 3 * 1024 * 1024;  // less than 4 channels' worth: the hub bound bites too
     herald::hub hub(opts);
@@ -142,7 +142,7 @@ TEST_CASE("history: 4 channels x 1000 x 60 kB stay under the per-channel and hub
     CHECK(one.stats().history_bytes > herald::history_options{}.max_bytes - 2 * big.size());
 }
 
-TEST_CASE("history: a channel that would pass the hub's total drops its own oldest; resume past it gets recovered false") {
+TEST_CASE("history: a channel that would pass the hub's total drops its own oldest, resume past it gets recovered false") {
     herald::hub_options opts;
     opts.max_history_bytes = 64 * 1024;
     herald::hub hub(opts);
@@ -191,7 +191,7 @@ TEST_CASE("replays count: one full history always fits a fresh session (defaults
     CHECK(messages_of(got, "c") == 16);
 }
 
-TEST_CASE("replays count: 3000 subscribe since 0 never read close the session as slow_consumer; a bystander is served") {
+TEST_CASE("replays count: 3000 subscribe since 0 never read close the session as slow_consumer, a bystander is served") {
     herald::hub hub;
     herald::rule_authorizer auth;
     auth.allow(herald::action::subscribe, "**");
@@ -286,7 +286,7 @@ std::vector<frame_type> types_of(const std::vector<herald::frame_ptr>& frames) {
 
 } // namespace
 
-TEST_CASE("credentials that expire: asked to refresh once, renewed in-band, ended at the expiry; a bystander is served") {
+TEST_CASE("credentials that expire: asked to refresh once, renewed in-band, ended at the expiry, a bystander is served") {
     using clock = herald::principal::clock;
     using namespace std::chrono_literals;
     herald::hub_options opts;
@@ -354,7 +354,7 @@ TEST_CASE("credentials that expire: asked to refresh once, renewed in-band, ende
     CHECK(messages_of(bystander.receive(), "public.items") == 2);
 }
 
-TEST_CASE("credentials that expire: short-lived ones are asked for halfway; none: never asked, never ended") {
+TEST_CASE("credentials that expire: short-lived ones are asked for halfway, none: never asked, never ended") {
     using clock = herald::principal::clock;
     using namespace std::chrono_literals;
     herald::hub hub;  // refresh_before: 60 s
@@ -373,7 +373,7 @@ TEST_CASE("credentials that expire: short-lived ones are asked for halfway; none
     CHECK_FALSE(forever.closed());
 }
 
-TEST_CASE("subscriptions per principal: capped over all of its sessions, given back on unsubscribe and close; anonymous and others unaffected") {
+TEST_CASE("subscriptions per principal: capped over all of its sessions, given back on unsubscribe and close, anonymous and others unaffected") {
     herald::hub_options opts;
     opts.max_subscriptions_per_principal = 5;
     herald::hub hub(opts);
