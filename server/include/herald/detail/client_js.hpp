@@ -244,8 +244,9 @@ class Client {
   #context() {
     return {
       o: this.#o,
-      // An endpoint's URL with the current credentials (the server reads `access_token`).
-      url: (base) => (this.#token ? `${base}?access_token=${encodeURIComponent(this.#token)}` : base),
+      // The current credentials, and an endpoint's URL carrying them (`access_token`).
+      token: () => this.#token,
+      url: (base, token) => (token ? `${base}?access_token=${encodeURIComponent(token)}` : base),
       // What a transport asks the server for: every channel, from its cursor.
       cursors: () => {
         const all = {};
@@ -277,7 +278,7 @@ class Client {
 
   #lost(t, d) {
     this.#active = null;
-    if (d.expired) return this.#credentialsEnded(d.reason);
+    if (d.expired) return this.#credentialsEnded(d.reason, d.token);
     // A channel asked for but not yet answered when the connection went: what was published
     // meanwhile is unknown. Resuming from a position no stream has gets recovered:false, so
     // the app resyncs instead of living with a silent gap (the in-memory client does the same).
@@ -384,22 +385,24 @@ class Client {
     this.#active?.refresh?.(token);
   }
 
-  // The server ended the session: its credentials expired. New ones (not those that
-  // expired): reconnect at once; none: stop, in state 'expired'.
-  async #credentialsEnded(reason) {
+  // The server ended a session whose credentials (`expired`, as that connection sent them)
+  // expired. Newer ones (renewed meanwhile, or from the app now): reconnect at once; none:
+  // stop, in state 'expired'.
+  async #credentialsEnded(reason, expired) {
     const gen = ++this.#gen;
-    const token = this.#o.accessToken ? await this.#askToken() : null;
+    let token = this.#token;
+    if (!token || token === expired) token = this.#o.accessToken ? await this.#askToken() : null;
     if (gen !== this.#gen || this.#closed) return;
-    if (token && token !== this.#token) {
+    if (token && token !== expired) {
       this.#token = token;
-      this.#fresh = true;
+      this.#fresh = tr)herald_js"
+    R"herald_js(ue;
       return this.#retry({ failure: false, delay: 0, reason: `${reason}: reconnecting with new credentials` });
     }
     this.#expired(reason);
   }
 
-  #e)herald_js"
-    R"herald_js(xpired(reason) {
+  #expired(reason) {
     this.#halt(new HeraldError('expired', 'the credentials expired (call reconnect() after signing in again)'));
     this.#setState('expired', { reason });
   }
@@ -473,6 +476,7 @@ class WebSocketTransport {
   name = 'websocket';
   up = false;
   #c;
+  #token;             // the credentials this connection was opened with, or last sent
   #ws = null;
   #timer = null;
   #heartbeat = 0;
@@ -486,7 +490,8 @@ class WebSocketTransport {
     // nothing (proxies that answer 200 and hold): no welcome in time, no WebSocket.
     this.#arm(o.connectTimeout, `websocket got no welcome within ${o.connectTimeout} ms (a proxy holding the connection?)`);
     try {
-      this.#ws = new o.WebSocket(c.url(o.urls.ws), PROTOCOL);
+      this.#token = c.token();
+      this.#ws = new o.WebSocket(c.url(o.urls.ws, this.#token), PROTOCOL);
     } catch (e) { // e.g. a ws: URL from an https: page
       o.setTimeout(() => this.#end({ failure: true, reason: `websocket could not be opened (${e.message})` }), 0);
       return;
@@ -512,7 +517,9 @@ class WebSocketTransport {
   }
 
   refresh(token) {
-    if (this.up) this.#send({ type: 'refresh', token });
+    if (!this.up) return;
+    this.#token = token;
+    this.#send({ type: 'refresh', token });
   }
 
   stop(err) {
@@ -591,8 +598,9 @@ class WebSocketTransport {
       case 4008: return this.#end({ failure: false, delay: 0, reason: 'slow consumer (close 4008): resuming at once' });
       case 4000: return this.#end({ failure: false, delay: 0, reason: 'the server found the connection idle (close 4000)' });
       case 4001: return this.#end({ failure: false, reason: 'the server is draining (close 4001)' });
-      case 4003: return this.#end({ failure: false, expired: true, reason: 'the credentials expired (close 4003)' });
-      default: return this.#end({ failure: true, reason: `websocket closed (code ${code}${said})` });
+      case 4003: return this.#end({ failure: false, expired: true, token: this.#token, reason: 'the credentials expired (close 4003)' });
+      default: return this.#end({ failure: true, reason: `websocket closed (code ${cod)herald_js"
+    R"herald_js(e}${said})` });
     }
   }
 }
@@ -612,8 +620,7 @@ class LongPollTransport {
   }
 
   // Every poll carries every channel with its cursor, so a change of channels only needs a
-  // new poll: the held one carries t)herald_js"
-    R"herald_js(he old set. Coalesced: a page subscribing to five
+  // new poll: the held one carries the old set. Coalesced: a page subscribing to five
   // channels at once starts one poll, not five.
   subscribe() { this.#changed(); }
   unsubscribe() { this.#changed(); }
@@ -625,7 +632,7 @@ class LongPollTransport {
     const { o } = this.#c;
     let res;
     try {
-      res = await o.fetch(this.#c.url(o.urls.publish), post({ channel, data, id }, o));
+      res = await o.fetch(this.#c.url(o.urls.publish, this.#c.token()), post({ channel, data, id }, o));
     } catch (e) {
       throw new HeraldError('disconnected', `publish failed (${e.message})`, channel);
     }
@@ -660,6 +667,7 @@ class LongPollTransport {
     const gen = ++this.#gen;
     const ctl = (this.#ctl = new AbortController());
     const { o } = this.#c;
+    const token = this.#c.token();  // what this poll carries: if it expired, these did
     // The first poll asks for an answer at once: it proves the path works, so the client is
     // 'open' now, not after a held poll's timeout.
     const timeout = this.up ? o.pollTimeout : 0;
@@ -668,7 +676,7 @@ class LongPollTransport {
     const timer = o.setTimeout(() => { timedOut = true; ctl.abort(); }, limit);
     let res, body;
     try {
-      res = await o.fetch(this.#c.url(o.urls.poll), post({ channels: this.#c.cursors(), timeout }, o, ctl.signal));
+      res = await o.fetch(this.#c.url(o.urls.poll, token), post({ channels: this.#c.cursors(), timeout }, o, ctl.signal));
       body = await readJson(res);
     } catch (e) {
       if (gen !== this.#gen || this.#done) return; // replaced or stopped: the cursors still say what is owed
@@ -687,7 +695,7 @@ class LongPollTransport {
         if (this.#done) return;
         if (f?.type === 'reconnect') return this.#drain(f);
         if (f && typeof f.type === 'string') this.#c.frame(f);
-        if (f?.code === 'credentials_expired') return this.#end({ failure: false, expired: true, reason: 'the credentials expired' });
+        if (f?.code === 'credentials_expired') return this.#end({ failure: false, expired: true, token, reason: 'the credentials expired' });
       }
       if (!this.#done) this.#poll();
       return;
@@ -704,7 +712,7 @@ class LongPollTransport {
       });
     }
     const code = frames(body).find((f) => f?.type === 'error')?.code ?? body?.error?.code;
-    if (code === 'credentials_expired') return this.#end({ failure: false, expired: true, reason: 'the credentials expired (HTTP 401)' });
+    if (code === 'credentials_expired') return this.#end({ failure: false, expired: true, token, reason: 'the credentials expired (HTTP 401)' });
     this.#end({ failure: true, reason: `poll answered HTTP ${res.status}${code ? ` (${code})` : ''}` });
   }
 
