@@ -173,8 +173,10 @@ public:
 
     // ---- maintenance ------------------------------------------------------------------
 
-    /// Expires old history and forgets channels with neither history nor subscribers
-    /// (their next publish starts a new epoch). Servers call it about once a second.
+    /// Expires old history and forgets channels with neither history nor subscribers. The
+    /// next publish on one that held messages starts a new epoch; one that never did comes
+    /// back in the same epoch (nothing was lost: a resume from its head {epoch, 0} recovers).
+    /// Servers call it about once a second.
     void sweep() { channels_.sweep(std::chrono::steady_clock::now()); }
 
     /// The hub's counters now (hub_stats). Walks every channel, taking each one's lock

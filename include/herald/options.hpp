@@ -27,8 +27,9 @@ inline void log_to_stderr(log_level level, std::string_view text) {
 /// How much of each channel's past the hub keeps for resume. A message leaves the history
 /// when there are more than `max_messages` newer ones, when it is older than `max_age`, or
 /// when the channel's history passes `max_bytes`; the channel's epoch survives as long as the
-/// channel has history or subscribers. A resume from a message the history no longer holds
-/// gets `subscribed` with `recovered: false` (the client refetches).
+/// channel has history or subscribers, and for as long as the process runs if it never held a
+/// message. A resume from a message the history no longer holds gets `subscribed` with
+/// `recovered: false` (the client refetches).
 ///
 /// A replay goes through the subscriber's queue like any frame, so a channel's whole history
 /// must fit a fresh session: keep `max_messages` below session_options::max_queued_messages

@@ -194,6 +194,52 @@ TEST_CASE("contract: recovered false after an epoch change (history lost)") {
     CHECK(after.offset == 1);
 }
 
+TEST_CASE("contract: a quiet channel forgotten by the sweep keeps its epoch: a resume from its head recovers") {
+    // The page's pattern: read the head of a channel nobody published to yet, subscribe `since`
+    // it later (or resume after a blip). The sweep forgets the channel meanwhile; nothing was
+    // lost, so the first publish after it continues the same stream.
+    herald::hub_options opts;
+    opts.history.max_age = 10ms;
+    herald::hub hub(opts);
+    hub.set_authorizer(herald::insecure_allow_all{});  // the contract, not authorization, is tested here
+    herald::transport::inmemory mem(hub);
+    const auto read = hub.head("quiet");
+    CHECK(read.offset == 0);
+    hub.sweep();
+    CHECK(hub.stats().channels == 0);
+    CHECK(hub.head("quiet") == read);
+    hub.sweep();
+    const auto first = hub.publish("quiet", "1");
+    CHECK(first.epoch == read.epoch);
+    CHECK(first.offset == 1);
+    auto c = mem.connect();
+    c.subscribe("quiet", read);
+    auto r = drain(c);
+    REQUIRE(r.last_of(frame_type::subscribed));
+    CHECK(r.last_of(frame_type::subscribed)->recovered);
+    CHECK(r.offsets("quiet") == range(1, 1));
+
+    // Once it held a message that is then lost, it comes back under another epoch, each time.
+    c.close();
+    drain(c);
+    std::this_thread::sleep_for(30ms);
+    hub.sweep();
+    CHECK(hub.stats().channels == 0);
+    const auto second = hub.publish("quiet", "2");
+    CHECK(second.epoch != read.epoch);
+    CHECK(second.offset == 1);
+    std::this_thread::sleep_for(30ms);
+    hub.sweep();
+    const auto third = hub.head("quiet");
+    CHECK(third.epoch != second.epoch);
+    CHECK(third.epoch != read.epoch);
+    auto late = mem.connect();
+    late.subscribe("quiet", first);
+    auto lr = drain(late);
+    REQUIRE(lr.last_of(frame_type::subscribed));
+    CHECK_FALSE(lr.last_of(frame_type::subscribed)->recovered);
+}
+
 TEST_CASE("contract: a slow consumer is capped, disconnected with its own reason, and resumes without loss") {
     herald::hub_options opts;
     opts.session.max_queued_messages = 100;

@@ -37,8 +37,9 @@ struct pending_subscriber {
 };
 
 struct channel_state {
-    channel_state(std::string_view n, std::uint64_t h, const history_options& o, history_budget* budget, bool ordered_here)
-        : hash(h), known(ordered_here), log(o, budget) {
+    channel_state(std::string_view n, std::uint64_t h, std::string first_epoch, const history_options& o,
+                  history_budget* budget, bool ordered_here)
+        : hash(h), known(ordered_here), epoch(std::move(first_epoch)), log(o, budget) {
         if (n.size() <= sizeof short_name_) {
             std::memcpy(short_name_, n.data(), n.size());
             name = std::string_view(short_name_, n.size());
@@ -61,7 +62,7 @@ struct channel_state {
     // it is `known` only while someone follows the channel here; it is set by a fetch, then
     // advanced by each contiguous message.
     bool known;
-    std::string epoch = make_epoch();
+    std::string epoch;
     std::uint64_t head = 0;
     history log;  // local ordering only: a remote backplane keeps the history
     std::vector<subscriber> subs;
@@ -84,6 +85,10 @@ struct alignas(64) shard {
     mutable std::shared_mutex mu;
     name_table<channel_state> map;
     std::uint64_t swept_published = 0, swept_deliveries = 0;  // counts of forgotten channels
+    // How many published streams were forgotten, per slot of names (by hash): a channel's
+    // epoch is derived from its slot's count, so that a stream that never held a message
+    // comes back under the same epoch after it is forgotten (see channel_table::epoch_of).
+    std::array<std::uint32_t, 256> forgotten_streams{};
 };
 
 /// A channel's state, locked (or nothing, from find()). `keep` owns a reference only when
@@ -129,6 +134,9 @@ public:
                               ch.subs.end());
                 if (ch.subs.empty() && ch.recovering.empty() && !ch.repairing && ch.log.empty()) {
                     ch.dead = true;
+                    // Messages were given in this epoch: whoever saw them must be told, when
+                    // it resumes, that the stream they belonged to is gone.
+                    if (ch.head != 0) ++sh.forgotten_streams[ch.hash % sh.forgotten_streams.size()];
                     sh.swept_published += ch.published;
                     sh.swept_deliveries += ch.deliveries;
                     forgotten.push_back(state);
@@ -179,7 +187,8 @@ private:
             if (!ch) {
                 std::unique_lock<std::shared_mutex> shard_lock(sh.mu);
                 if (auto* found = sh.map.find(channel, hash)) ch = *found;
-                else ch = sh.map.insert(hash, std::make_shared<channel_state>(channel, hash, history_, &budget_, ordered_here_));
+                else ch = sh.map.insert(hash, std::make_shared<channel_state>(channel, hash, epoch_of(sh, hash), history_,
+                                                                              &budget_, ordered_here_));
             }
             std::unique_lock<std::mutex> lock(ch->mu);
             if (!ch->dead) {
@@ -189,8 +198,21 @@ private:
         }
     }
 
+    // A new channel's epoch. A stream that was forgotten without ever holding a message lost
+    // nothing, so it comes back under the same epoch: a page that read the head of a quiet
+    // channel ({epoch, 0}) and subscribes after a sweep (or resumes after a blip, the channel
+    // forgotten meanwhile) is not told to resync for nothing. A stream that held messages
+    // gets another epoch when it comes back (its slot's count moved on). Slots are shared by
+    // names: a collision costs a needless resync, never a missed message. A restart draws a
+    // new `boot_`: every epoch changes.
+    std::string epoch_of(const shard& sh, std::uint64_t hash) const {
+        const std::uint32_t n = sh.forgotten_streams[hash % sh.forgotten_streams.size()];
+        return base36(boot_ ^ mix64(hash ^ mix64(n)));
+    }
+
     const history_options history_;
     const bool ordered_here_;
+    const std::uint64_t boot_ = unique64();
     history_budget budget_;  // before shards_: the channels' histories give it back as they go
     std::array<shard, 64> shards_;
 };
