@@ -128,6 +128,9 @@ int main(int argc, char** argv) {
     app.add_option("--assets", assets, "directory of the page's files");
     app.add_option("--redis", redis_address, "host:port of Redis: several demo servers share publishes and history");
     app.add_option("--server-id", opts.server_id, "this server's name in welcome and /herald/info");
+    app.add_option("--metrics-token", opts.metrics.token, "serve /herald/metrics (Prometheus) to scrapers with this Bearer token");
+    app.add_option("--metrics-allow", opts.metrics.allow_addresses,
+                   "serve /herald/metrics to this peer address without a token (repeatable; not behind a proxy on the same host)");
     app.add_option("--tls-cert", opts.tls.cert_chain_file, "PEM certificate chain: serve https and wss on the port");
     app.add_option("--tls-key", opts.tls.private_key_file, "PEM private key of --tls-cert");
     app.add_option("--token-ttl-ms", token_ttl_ms,
@@ -147,9 +150,9 @@ int main(int argc, char** argv) {
     // One process: the local backplane. Several: Redis, on a loop of its own (see examples/cluster).
     std::optional<herald::backplane::redis_thread> redis;
     if (!redis_address.empty()) {
+        // The server listens at once and connects to Redis in the background: until Redis
+        // first answers, /herald/health says `starting` (a balancer sends no one here yet).
         redis.emplace(herald::backplane::redis::options::at(redis_address));
-        if (!redis->backplane().wait_connected(std::chrono::seconds(5)))
-            std::cerr << "Redis at " << redis_address << " is not answering yet: publishes fail until it does\n";
     }
     server_type server = redis ? server_type(opts, redis->backplane()) : server_type(opts);
     server.options_of<herald::transport::websocket>().enabled = websocket;

@@ -4,6 +4,8 @@
 #include <herald/frame.hpp>
 #include <herald/options.hpp>
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -32,6 +34,25 @@ struct fetch_result {
 
 /// Called once a fetch has read the channel, or has failed.
 using fetch_handler = std::function<void(std::error_code, fetch_result)>;
+
+/// What a backplane says of itself, for health checks, diagnose and metrics
+/// (hub::backplane_status). A backplane in this process (local) is always up.
+struct backplane_status {
+    /// It takes publishes and fetches now.
+    bool up = true;
+    /// It has been up at least once since it was made: a server whose backplane never came up
+    /// is not ready (/herald/health); one whose backplane went down later stays ready (its
+    /// clients stay connected and resume once it is back).
+    bool started = true;
+    /// Its own word for the state now ("up", "connecting", "down"...), for people.
+    std::string state = "up";
+    std::uint64_t reconnects = 0;   ///< links re-established after a loss
+    std::uint64_t errors = 0;       ///< publishes and fetches answered with an error
+    std::uint64_t timeouts = 0;     ///< links dropped because the engine stopped answering
+    /// The last measured round trip to the engine (a ping); zero: not measured.
+    std::chrono::microseconds round_trip{0};
+    std::string last_error;         ///< the last connection error, for diagnosis
+};
 
 /// The hub, as a backplane sees it. A backplane that orders channels in this process (the
 /// local one) calls `order_and_deliver` and `read_history`; one that orders elsewhere (Redis)
@@ -94,6 +115,9 @@ protected:
 ///
 /// The hub then publishes through it (see has_sync_publish) and spares the handler and the
 /// wait of the blocking hub::publish (allocations and a condition variable per message).
+///
+/// Optionally, any backplane offers `b.status()`, a `backplane_status` (safe from any
+/// thread); without it, the backplane is taken to be up (has_status).
 template <class B, class = void>
 struct is_backplane : std::false_type {};
 
@@ -121,6 +145,13 @@ struct has_sync_publish<B, std::void_t<decltype(position(std::declval<B&>().publ
 
 template <class B>
 inline constexpr bool has_sync_publish_v = has_sync_publish<B>::value;
+
+/// True when the Backplane `B` offers the optional `status()`.
+template <class B, class = void>
+struct has_status : std::false_type {};
+
+template <class B>
+struct has_status<B, std::void_t<decltype(backplane_status(std::declval<const B&>().status()))>> : std::true_type {};
 
 namespace backplane {
 

@@ -1,6 +1,9 @@
 // herald — errors as values, with their own category.
 #pragma once
 
+#include <array>
+#include <atomic>
+#include <cstdint>
 #include <string>
 #include <system_error>
 
@@ -26,6 +29,9 @@ enum class error {
     timed_out,             ///< an operation did not complete in time
     credentials_expired,   ///< the principal's credentials expired and were not refreshed in time
 };
+
+/// One past the largest herald::error value (internal_error, for other categories, is 0).
+inline constexpr int error_count = static_cast<int>(error::credentials_expired) + 1;
 
 } // namespace herald
 
@@ -101,6 +107,16 @@ inline const char* to_wire(const std::error_code& ec) noexcept {
     return ec.category() == error_category() ? to_wire(static_cast<error>(ec.value()))
                                              : "internal_error";
 }
+
+namespace detail {
+/// `error` frames this process has sent, by code (index: the herald::error value; 0 for
+/// codes of other categories, sent as internal_error). Counted by protocol::make_error, the
+/// one maker of error frames: refusals, acks and subscribe answers alike. Process-wide.
+inline std::array<std::atomic<std::uint64_t>, error_count>& errors_sent() noexcept {
+    static std::array<std::atomic<std::uint64_t>, error_count> counts{};
+    return counts;
+}
+} // namespace detail
 
 /// Thrown by the throwing overloads (those without an `std::error_code&` parameter).
 class system_error : public std::system_error {

@@ -37,6 +37,7 @@ struct hub_stats {
     std::uint64_t refetches = 0;       ///< remote backplane: channels re-fetched after a gap, an epoch change or a reconnect
     std::uint64_t sessions = 0;        ///< open now
     std::uint64_t channels = 0;        ///< held now (with subscribers or history)
+    std::uint64_t subscriptions = 0;   ///< sessions following a channel now, summed over channels
     std::uint64_t history_bytes = 0;   ///< kept now in the channels' histories (hub_options::max_history_bytes bounds it)
 };
 
@@ -96,6 +97,9 @@ public:
     const hub_options& options() const noexcept { return opts_; }
     /// The backplane's `name` ("local", "redis"), for logs and metrics.
     std::string_view backplane_name() const noexcept { return backplane_->name(); }
+    /// What the backplane says of itself now (see backplane_status): for health checks,
+    /// diagnose and metrics. Safe from any thread.
+    herald::backplane_status backplane_status() const { return backplane_->status(); }
 
     // ---- publishing -------------------------------------------------------------------
 

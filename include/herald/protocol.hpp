@@ -148,6 +148,8 @@ inline frame_ptr make_error(std::error_code code, std::string_view channel = {},
     t += '}';
     f->code = code;
     f->request_id = id;
+    const int counted = code.category() == error_category() && code.value() > 0 && code.value() < error_count ? code.value() : 0;
+    herald::detail::errors_sent()[static_cast<std::size_t>(counted)].fetch_add(1, std::memory_order_relaxed);
     return f;
 }
 

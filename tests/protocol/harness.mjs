@@ -14,8 +14,12 @@ export const WebSocket = require('ws');
 export const serverBinary = process.env.HERALD_TEST_SERVER;
 if (!serverBinary) throw new Error('HERALD_TEST_SERVER must name the herald-test-server binary');
 
-/** Starts a server with the given flags; resolves once it listens. */
-export async function startServer(args = [], binary = serverBinary) {
+/**
+ * Starts a server with the given flags; resolves once it listens, and on Redis once
+ * /herald/health says ready (the server listens at once and connects to Redis in the
+ * background), as a load balancer would wait.
+ */
+export async function startServer(args = [], binary = serverBinary, { waitReady = args.includes('--redis') } = {}) {
   const portArgs = args.includes('--port') ? [] : ['--port', '0'];
   const child = spawn(binary, [...portArgs, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise((resolve, reject) => {
@@ -30,6 +34,15 @@ export async function startServer(args = [], binary = serverBinary) {
   });
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   const tls = args.includes('--tls-cert');
+  if (waitReady) {
+    const until = Date.now() + 10000;
+    for (;;) {
+      const res = await fetch(`http://127.0.0.1:${port}/herald/health`).catch(() => null);
+      if (res?.status === 200) break;
+      if (Date.now() > until) { child.kill('SIGKILL'); throw new Error('server not ready in 10 s (/herald/health)'); }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
   return {
     port,
     child,

@@ -1,7 +1,7 @@
 // A herald server for the protocol and browser tests: the WebSocket transport (and long-poll
 // when built with it), knobs on the command line, and test-only HTTP endpoints to publish.
 //   herald-test-server --port 0 [--heartbeat-ms N] [--max-bytes N] [--queue N] [--history N]
-//                      [--publish-secret S]
+//                      [--publish-secret S] [--metrics-token T] [--metrics-allow ADDR]...
 //                      [--origin O]... [--trust-forwarded-proto]
 //     [--max-connections N] [--max-connections-per-address N] [--header-timeout-ms N]
 //     [--body-timeout-ms N] [--frame-timeout-ms N]
@@ -58,6 +58,8 @@ int main(int argc, char** argv) {
     app.add_option("--drain-timeout-ms", drain_timeout_ms, "server_options::drain_timeout, milliseconds");
     app.add_option("--origin", origins, "allowed origin (repeatable)");
     app.add_option("--publish-secret", opts.publish_secret, "server-to-server publishing with this Bearer secret");
+    app.add_option("--metrics-token", opts.metrics.token, "server_options::metrics.token: /herald/metrics with this Bearer token");
+    app.add_option("--metrics-allow", opts.metrics.allow_addresses, "server_options::metrics.allow_addresses (repeatable)");
     app.add_flag("--trust-forwarded-proto", opts.trust_forwarded_proto, "believe X-Forwarded-Proto: https in the origin check");
     app.add_option("--max-connections", opts.max_connections, "server_options::max_connections, connections");
     app.add_option("--max-connections-per-address", opts.max_connections_per_address, "connections from one address (0: no limit)");
@@ -103,8 +105,8 @@ int main(int argc, char** argv) {
 #ifdef HERALD_TEST_REDIS
     std::optional<herald::backplane::redis_thread> redis;
     if (!redis_address.empty()) {
+        // Listens at once; /herald/health says `starting` until Redis first answers.
         redis.emplace(herald::backplane::redis::options::at(redis_address));
-        redis->backplane().wait_connected(std::chrono::seconds(5));
     }
     server_type server = redis ? server_type(opts, redis->backplane()) : server_type(opts);
 #else

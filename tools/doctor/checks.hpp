@@ -222,6 +222,27 @@ inline finding check_server(const settings& s, server_facts& facts) {
                 "), transports " + (transports.empty() ? "none" : transports) + ", heartbeat " +
                 detail::seconds(double(facts.heartbeat_ms)) + (facts.proxy.empty() ? "" : ", through " + facts.proxy);
     f.detail["info"] = info;
+    // /herald/health (this version on): ready, starting (the backplane never came up) or
+    // draining, and the backplane's state.
+    const http_reply h = exchange(s.where, {"GET", s.where.path("/herald/health"), detail::request_headers(s)}, clock::now() + s.step);
+    const nlohmann::json health = h.json_body();
+    if (health.is_object() && health.contains("status")) {
+        f.detail["health"] = health;
+        const std::string status = detail::text(health, "status", "?");
+        const nlohmann::json bp = health.value("backplane", nlohmann::json::object());
+        f.summary += ", " + status + ", backplane " + detail::text(bp, "name", "?") + " " + detail::text(bp, "state", "?");
+        if (status != "ready") {
+            f.status = level::warn;
+            f.cause = status == "draining" ? "This server is draining (stopping): its clients are told to reconnect elsewhere."
+                                           : "This server's backplane has not come up yet: it takes no clients until it does.";
+            if (status != "draining")
+                f.fix.push_back("Check that the backplane (Redis) is reachable from this server; its log says why not.");
+        } else if (bp.is_object() && bp.value("up", true) == false) {
+            f.status = level::warn;
+            f.cause = "The backplane is down: publishes fail with backplane_unavailable; clients stay connected and resume once it is back.";
+            f.fix.push_back("Check the backplane (Redis) and this server's link to it; /herald/diagnose shows its last error.");
+        }
+    }
     if (facts.transports.empty()) {
         f.status = level::fail;
         f.cause = "Every transport is switched off on this herald server: no browser can get updates.";

@@ -147,9 +147,10 @@ public:
         }
     }
 
-    /// Adds the channels held now, and the messages published and delivered in them (forgotten
-    /// channels included), to the counts.
-    void count(std::uint64_t& channels, std::uint64_t& published, std::uint64_t& deliveries) const {
+    /// Adds the channels held now, their subscribers now, and the messages published and
+    /// delivered in them (forgotten channels included), to the counts.
+    void count(std::uint64_t& channels, std::uint64_t& subscriptions, std::uint64_t& published,
+               std::uint64_t& deliveries) const {
         for (auto& sh : shards_) {
             std::shared_lock<std::shared_mutex> lock(sh.mu);
             channels += sh.map.size();
@@ -157,6 +158,8 @@ public:
             deliveries += sh.swept_deliveries;
             sh.map.for_each([&](const std::shared_ptr<channel_state>& ch) {
                 std::lock_guard<std::mutex> lock(ch->mu);
+                for (const subscriber& x : ch->subs) subscriptions += x.s->closed() ? 0 : 1;
+                subscriptions += ch->recovering.size();
                 published += ch->published;
                 deliveries += ch->deliveries;
             });

@@ -146,7 +146,7 @@ inline hub_stats hub::stats() const {
     st.publish_errors = publish_errors_.load(std::memory_order_relaxed);
     st.refetches = refetches_.load(std::memory_order_relaxed);
     st.sessions = sessions_.load(std::memory_order_relaxed);
-    channels_.count(st.channels, st.published, st.deliveries);
+    channels_.count(st.channels, st.subscriptions, st.published, st.deliveries);
     st.history_bytes = channels_.history_bytes();
     return st;
 }

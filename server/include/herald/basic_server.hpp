@@ -6,6 +6,7 @@
 #include <herald/version.hpp>
 #include <herald/detail/client_js.hpp>
 #include <herald/detail/diagnose.hpp>
+#include <herald/detail/metrics_text.hpp>
 #include <herald/net/http.hpp>
 #include <herald/net/server_options.hpp>
 #include <herald/net/transport.hpp>
@@ -44,7 +45,9 @@ namespace herald {
 
 /// A herald server: listens on one port, speaks HTTP/1.1 with keep-alive, and hands each
 /// request to the first enabled transport that takes it; also serves `/herald/info`,
-/// `/herald/client.js`, `/herald/diagnose`, and the pages the CMS registers with handle().
+/// `/herald/client.js`, `/herald/diagnose`, `/herald/health` (for load balancers),
+/// `/herald/metrics` (Prometheus, off until server_options::metrics names a scraper), and
+/// the pages the CMS registers with handle().
 ///
 /// @tparam Transports network transports, tried in order (e.g. transport::websocket,
 /// transport::longpoll). Each is compiled in by being listed, and switched on or off at run
@@ -278,9 +281,11 @@ private:
             if (connections_.size() >= max_connections_) refuse = 503;
             else if (opts_.max_connections_per_address && from_address >= opts_.max_connections_per_address) refuse = 429;
             if (refuse) {
+                ctx_.metrics.connections_refused.fetch_add(1, std::memory_order_relaxed);
                 if (from_address == 0) addresses_.erase(address);
             } else {
                 ++from_address;
+                ctx_.metrics.connections_accepted.fetch_add(1, std::memory_order_relaxed);
                 net::detail::connection_owner& owner = *this;
                 c = std::make_shared<net::detail::tcp_connection>(std::move(socket), owner, limits_, wakes_.get(),
                                                                      tls_.context ? &tls_ : nullptr);
@@ -351,9 +356,13 @@ private:
         if (a != addresses_.end() && --a->second == 0) addresses_.erase(a);
     }
 
+    net::server_metrics& metrics() noexcept override { return ctx_.metrics; }
+
     void route(const std::shared_ptr<net::detail::tcp_connection>& c, http_request&& r) override {
         const std::string_view path = r.path();
         if (path == "/herald/info") return c->respond(r, http_response::json(200, info().dump()));
+        if (path == "/herald/health") return c->respond(r, health());
+        if (path == "/herald/metrics") return c->respond(r, metrics_answer(*c, r));
         if (path == "/herald/client.js") {
             http_response res;
             res.content_type = "text/javascript; charset=utf-8";
@@ -388,6 +397,46 @@ private:
                                                        : "no such path on this herald server"));
     }
 
+    // /herald/health, for load balancers: 200 `ready`; 503 `starting` until the backplane has
+    // been up once (a server that cannot publish yet takes no clients), 503 `draining` once
+    // stop() began. A backplane lost later leaves the server ready: its clients stay connected
+    // and resume when it is back, and taking every server out of the balancer at once would
+    // turn a Redis outage into a full one. The body says the backplane's state either way.
+    http_response health() const {
+        const herald::backplane_status b = hub_.backplane_status();
+        const char* status = ctx_.draining ? "draining" : !b.started ? "starting" : "ready";
+        http_response res = http_response::json(
+            std::string_view(status) == "ready" ? 200 : 503,
+            nlohmann::json({{"status", status}, {"backplane", {{"name", std::string(hub_.backplane_name())}, {"up", b.up}, {"state", b.state}}}})
+                .dump());
+        res.headers.emplace_back("Cache-Control", "no-store");
+        return res;
+    }
+
+    // /herald/metrics: 404 while off, 403 to a peer that is neither an allowed address nor
+    // holds the token (server_options::metrics).
+    http_response metrics_answer(const net::detail::tcp_connection& c, const http_request& r) const {
+        const metrics_options& m = opts_.metrics;
+        if (!m.enabled())
+            return http_response::error(404, "not_found", "metrics are off: set server_options::metrics (a token or addresses)");
+        const bool allowed = net::transport_context::bearer_is(r, m.token) ||
+                             std::find(m.allow_addresses.begin(), m.allow_addresses.end(), c.address()) != m.allow_addresses.end();
+        if (!allowed) return http_response::error(403, error::forbidden, "metrics: not an allowed scraper");
+        detail::metrics_input in;
+        in.version = HERALD_VERSION_STRING;
+        in.backplane = hub_.backplane_name();
+        in.hub = hub_.stats();
+        in.backplane_status = hub_.backplane_status();
+        in.net = &ctx_.metrics;
+        in.connections = connection_count();
+        in.draining = ctx_.draining;
+        http_response res;
+        res.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        res.body = detail::metrics_text(in);
+        res.headers.emplace_back("Cache-Control", "no-store");
+        return res;
+    }
+
     nlohmann::json info() const {
         return {{"protocol", std::string(protocol::name)},
                 {"version", HERALD_VERSION_STRING},
@@ -409,7 +458,18 @@ private:
                 {"stats", {{"connections", connection_count()}, {"sessions", st.sessions}, {"channels", st.channels},
                            {"published", st.published}, {"deliveries", st.deliveries},
                            {"slow_consumers", st.slow_consumers}}},
+                {"backplane", backplane_json(st.refetches)},
                 {"draining", ctx_.draining.load()}};
+    }
+
+    nlohmann::json backplane_json(std::uint64_t refetches) const {
+        const herald::backplane_status b = hub_.backplane_status();
+        nlohmann::json j = {{"name", std::string(hub_.backplane_name())}, {"up", b.up}, {"state", b.state},
+                            {"reconnects", b.reconnects}, {"errors", b.errors}, {"timeouts", b.timeouts},
+                            {"refetches", refetches}};
+        if (b.round_trip.count() > 0) j["round_trip_ms"] = static_cast<double>(b.round_trip.count()) / 1000.0;
+        if (!b.last_error.empty()) j["last_error"] = b.last_error;
+        return j;
     }
 
     server_options opts_;

@@ -38,6 +38,21 @@ struct tls_options {
     bool enabled() const noexcept { return context || !cert_chain_file.empty() || !private_key_file.empty(); }
 };
 
+/// `/herald/metrics`, in Prometheus' text format (docs/operations.md lists every metric). It
+/// names no channel and no user, but says how busy the server is: it is off until a scraper
+/// is named, by token or by address. Off, it answers 404; to anyone else, 403.
+struct metrics_options {
+    /// A scraper that sends `Authorization: Bearer <token>` may read (compared in constant
+    /// time). Prometheus: `authorization: {credentials: <token>}` in the scrape config.
+    std::string token;
+    /// Peer addresses (of the TCP connection, e.g. "127.0.0.1", "::1") that may read without
+    /// the token. Behind a reverse proxy on the same host every public request comes from the
+    /// proxy's address: use the token there, or make the proxy refuse /herald/metrics.
+    std::vector<std::string> allow_addresses;
+
+    bool enabled() const noexcept { return !token.empty() || !allow_addresses.empty(); }
+};
+
 /// What a herald server listens on and how it treats its connections. Every member has a
 /// default; set the ones you need before constructing the server.
 struct server_options {
@@ -128,6 +143,10 @@ struct server_options {
 
     /// https and wss (see tls_options); empty: plain http and ws.
     tls_options tls;
+
+    /// Who may read /herald/metrics (off by default). /herald/health is always served: it
+    /// says only ready, starting or draining.
+    metrics_options metrics;
 
     /// Name of this server in `welcome`, `/herald/info` and logs (default: address:port).
     std::string server_id;

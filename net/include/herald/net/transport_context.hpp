@@ -4,6 +4,7 @@
 #include <herald/hub.hpp>
 #include <herald/net/connection.hpp>
 #include <herald/net/http.hpp>
+#include <herald/net/metrics.hpp>
 #include <herald/net/server_options.hpp>
 
 #include <atomic>
@@ -47,6 +48,8 @@ public:
     std::vector<std::string> transports;  ///< the enabled ones, as clients see them
     std::string server_id;
     std::atomic<bool> draining{false};
+    /// The server's counters (/herald/metrics): transports add theirs.
+    server_metrics metrics;
 
     /// Whether the request's Origin may use herald (see server_options::allowed_origins).
     /// Origins compare by scheme, host and port, after lower-casing the scheme and host and
@@ -117,14 +120,20 @@ public:
                 "server-to-server publishing is off: set server_options::publish_secret");
             return a;
         }
-        constexpr std::string_view scheme = "Bearer ";
-        const std::string_view auth = r.header("authorization");
-        if (auth.size() > scheme.size() && auth.substr(0, scheme.size()) == scheme &&
-            equal_constant_time(auth.substr(scheme.size()), opts.publish_secret))
+        if (bearer_is(r, opts.publish_secret))
             a.as_server = true;
         else
             a.refusal = http_response::refusal(401, error::unauthenticated, "wrong publish secret");
         return a;
+    }
+
+    /// Whether `r` carries `Authorization: Bearer <secret>` (compared in constant time; an
+    /// empty secret matches nothing).
+    static bool bearer_is(const http_request& r, std::string_view secret) {
+        constexpr std::string_view scheme = "Bearer ";
+        const std::string_view auth = r.header("authorization");
+        return !secret.empty() && auth.size() > scheme.size() && auth.substr(0, scheme.size()) == scheme &&
+               equal_constant_time(auth.substr(scheme.size()), secret);
     }
 
     /// 503 with `frames`, then a `reconnect` frame after `after`, and Retry-After: how a

@@ -71,6 +71,20 @@ public:
     redis_state state() const noexcept { return engine_->current(); }
     /// Counters for metrics (see redis_stats).
     redis_stats stats() const { return engine_->stats(); }
+    /// The same, as every backplane says it (hub::backplane_status: health, diagnose, metrics).
+    backplane_status status() const {
+        static constexpr const char* names[] = {"stopped", "connecting", "up", "reconnecting"};
+        const redis_stats s = stats();
+        backplane_status b;
+        b.up = s.state == redis_state::connected;
+        b.started = s.connects > 0;
+        b.state = names[static_cast<int>(s.state)];
+        b.reconnects = s.connects > 0 ? s.connects - 1 : 0;
+        b.errors = s.publish_errors + s.fetch_errors;
+        b.timeouts = s.timeouts;
+        b.last_error = s.last_error;
+        return b;
+    }
     /// Waits until connected to Redis, at most `timeout`. @returns whether it is.
     bool wait_connected(std::chrono::milliseconds timeout) const { return engine_->wait_connected(timeout); }
 

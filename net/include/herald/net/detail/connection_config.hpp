@@ -3,6 +3,7 @@
 #pragma once
 
 #include <herald/net/http.hpp>
+#include <herald/net/metrics.hpp>
 #include <herald/net/server_options.hpp>
 #include <herald/net/detail/http1.hpp>
 #include <herald/net/detail/tls.hpp>
@@ -21,6 +22,7 @@ class connection_owner {
 public:
     virtual void route(const std::shared_ptr<tcp_connection>& c, http_request&& r) = 0;
     virtual void forget(tcp_connection* c) noexcept = 0;
+    virtual server_metrics& metrics() noexcept = 0;
 
 protected:
     ~connection_owner() = default;

@@ -328,6 +328,7 @@ private:
     bool write_now(const Buffers& buffers, std::size_t& n) {
         std::error_code ec;
         n = socket_.write_some(buffers, ec);
+        if (n) owner_.metrics().bytes_written.fetch_add(n, std::memory_order_relaxed);
         if (ec == asio::error::would_block || ec == asio::error::try_again) {
             wait_writable();
             return false;

@@ -47,7 +47,10 @@ public:
 
     longpoll(net::transport_context& ctx, const options& opts) : ctx_(ctx), opts_(opts) {}
 
-    std::size_t held() const noexcept { return held_.load(std::memory_order_relaxed); }
+    /// Polls held now (the server's metrics count them: herald_longpoll_held_polls).
+    std::size_t held() const noexcept {
+        return static_cast<std::size_t>(ctx_.metrics.polls_held.load(std::memory_order_relaxed));
+    }
 
     /// Takes `<path>` (polls) and `<publish_path>` (publishes), through the admission gate
     /// (transport_context::admit: origin 403, not POST 405, draining 503, authenticate 401).
@@ -101,7 +104,6 @@ private:
 
     net::transport_context& ctx_;
     options opts_;
-    std::atomic<std::size_t> held_{0};
 };
 
 /// One poll in progress: its peer, its deadline, the request to answer.
@@ -113,9 +115,9 @@ public:
               std::set<std::string> resumed, clock::time_point deadline)
         : t_(t), conn_(c), request_(std::move(r)), peer_(std::move(p)), resumed_(std::move(resumed)),
           deadline_(deadline) {
-        t_.held_.fetch_add(1, std::memory_order_relaxed);
+        t_.ctx_.metrics.polls_held.fetch_add(1, std::memory_order_relaxed);
     }
-    ~held_poll() override { t_.held_.fetch_sub(1, std::memory_order_relaxed); }
+    ~held_poll() override { t_.ctx_.metrics.polls_held.fetch_sub(1, std::memory_order_relaxed); }
 
     /// Takes what the session holds, and answers if there is anything worth an answer.
     /// Once the poll has seen a tick, an answer says where the credentials stand too: one
@@ -171,6 +173,8 @@ private:
     void respond(http_response res) {
         auto c = conn_.lock();
         if (!c || !peer_.session()) return;
+        net::observe_delivery(t_.ctx_.metrics, kept_);
+        t_.ctx_.metrics.polls_answered.fetch_add(1, std::memory_order_relaxed);
         kept_.clear();
         peer_.release();
         c->respond(request_, std::move(res));
@@ -209,7 +213,11 @@ inline void longpoll::poll(const net::connection_ptr& c, const http_request& r, 
             continue;
         }
         if (ch.since) resumed.insert(ch.name);
-        p.apply(protocol::request{protocol::request::kind::subscribe, ch.name, std::move(ch.since)});
+        protocol::request subscribe;
+        subscribe.type = protocol::request::kind::subscribe;
+        subscribe.channel = ch.name;
+        subscribe.since = std::move(ch.since);
+        p.apply(std::move(subscribe));
     }
     auto h = std::make_shared<held_poll>(*this, c, r, std::move(p), std::move(resumed), net::clock::now() + hold);
     c->hold(h);  // before answering: a wake may come at once

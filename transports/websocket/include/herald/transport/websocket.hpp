@@ -276,6 +276,9 @@ private:
         auto c = conn_.lock();
         if (!c) return;
         peer_ = herald::peer(t_.ctx_.hub, std::move(who_), c->waker());
+        counted_ = true;
+        t_.ctx_.metrics.websockets_open.fetch_add(1, std::memory_order_relaxed);
+        t_.ctx_.metrics.websockets_opened.fetch_add(1, std::memory_order_relaxed);
         send(protocol::make_welcome(peer_.session()->id(), t_.ctx_.opts.heartbeat, t_.ctx_.transports, t_.ctx_.server_id));
     }
 
@@ -328,6 +331,7 @@ private:
         batch.clear();
         const bool open = session->take(batch);
         if (!batch.empty()) {
+            net::observe_delivery(t_.ctx_.metrics, batch);
             for (frame_ptr& f : batch) detail::queue_text_frame(*c, std::move(f));
             c->flush();
             last_tx_ = clock::now();
@@ -365,6 +369,7 @@ private:
         auto c = conn_.lock();
         message_ptr m = t_.messages_->get_message();
         if (!c || !m) return;
+        t_.ctx_.metrics.close_sent(static_cast<std::uint16_t>(code));
         if (!proc_.prepare_close(code, reason, m)) c->write(m->get_header() + m->get_payload());
     }
 
@@ -390,13 +395,17 @@ private:
         if (c) c->close_after_flush();
     }
 
-    void finish() { peer_.release(); }
+    void finish() {
+        peer_.release();
+        if (std::exchange(counted_, false)) t_.ctx_.metrics.websockets_open.fetch_sub(1, std::memory_order_relaxed);
+    }
 
     websocket& t_;
     std::weak_ptr<net::connection> conn_;
     principal who_;
     detail::websocket_processor proc_;
     herald::peer peer_;  // from the handshake on
+    bool counted_ = false;  // in metrics.websockets_open
     clock::time_point last_rx_, last_tx_;
     std::optional<clock::time_point> closing_since_;
     std::optional<clock::time_point> partial_since_;  // a frame began to arrive (and is not whole)
