@@ -98,6 +98,8 @@ export interface StateEvent {
   transport: TransportName | null;
   /** Why: the cause of a failure, the server's drain reason, or (when open on long-poll) why not WebSocket. */
   reason?: string;
+  /** On long-poll: why not WebSocket, in words for the page's user, e.g. 'a proxy on the way does not pass WebSockets through'. */
+  explanation?: string;
   /** Failed attempts in a row (0 once open). */
   attempt: number;
   /** reconnecting / warning: ms until the next attempt. */
@@ -109,6 +111,8 @@ export interface TransportEvent {
   previous: TransportName | null;
   /** Why this transport: e.g. 'websocket closed before welcome (code 1006; proxy dropped Upgrade?)'. */
   reason?: string;
+  /** On long-poll: the same in words for the page's user (see StateEvent.explanation). */
+  explanation?: string;
 }
 
 /** The app must refetch what it shows from `channel`: messages may have been missed. The cursor is now {epoch, offset}. */

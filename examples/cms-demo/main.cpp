@@ -174,6 +174,9 @@ int main(int argc, char** argv) {
     server.handle("/", [&](const herald::http_request&) { return file(assets, "index.html", "text/html; charset=utf-8"); });
     server.handle("/app.js", [&](const herald::http_request&) { return file(assets, "app.js", "text/javascript; charset=utf-8"); });
     server.handle("/style.css", [&](const herald::http_request&) { return file(assets, "style.css", "text/css; charset=utf-8"); });
+    // The page names /favicon.svg; browsers that ask /favicon.ico all the same get it too.
+    for (const char* path : {"/favicon.svg", "/favicon.ico"})
+        server.handle(path, [&](const herald::http_request&) { return file(assets, "favicon.svg", "image/svg+xml"); });
     server.handle("/login", [](const herald::http_request& r) {
         herald::http_response res;
         std::string u(r.query("user"));

@@ -51,9 +51,10 @@ const statusOf = (page, project, item) => page.$eval(`#item-${project}-${item} .
 
 test('a change published on the server shows on the page within 1 s', async () => {
   const server = await demo();
-  const { page, context } = await open(server.url);
+  const { page, context, console: logs } = await open(server.url);
   try {
     assert.equal(await page.evaluate(() => window.demo.transport), 'websocket');
+    assert.deepEqual(logs.filter((l) => /^(error|warning|pageerror)/.test(l)), [], 'a clean console (the favicon is there)');
     const next = (await statusOf(page, 1, 2)) === 'approved' ? 'published' : 'approved';
     const t0 = Date.now();
     await setStatus(server.url, 1, 2, next);
@@ -114,7 +115,7 @@ test('WebSocket switched off: the page goes straight to long-poll, with no WebSo
     assert.equal(await page.evaluate(() => window.demo.transport), 'longpoll');
     await setStatus(server.url, 1, 1, 'approved');
     await page.waitForFunction(() => document.querySelector('#item-1-1 .status')?.textContent === 'approved', null, { timeout: 1500 });
-    assert.match(await page.textContent('#connection-text'), /Long-poll/);
+    assert.equal(await page.textContent('#connection-text'), 'Live · Long-poll — the server offers no WebSocket');
     assert.deepEqual(logs.filter((l) => /websocket|ws:\/\//i.test(l)), []);
   } finally {
     await context.close();
@@ -190,6 +191,8 @@ test('behind an nginx that drops Upgrade: every update over long-poll, 0 lost; a
   try {
     await page.waitForFunction(() => window.demo.transport === 'longpoll' && window.demo.state === 'open', null, { timeout: 15000 });
     assert.match(await page.evaluate(() => window.demo.reason || ''), /.+/, 'the page says why it is not on WebSocket');
+    // …in words an editor understands, on the connection pill.
+    assert.equal(await page.textContent('#connection-text'), 'Live · Long-poll — a proxy on the way does not pass WebSockets through');
     const before = await page.evaluate(() => window.demo.updates);
     const statuses = ['draft', 'in review', 'approved', 'published'];
     for (let i = 0; i < 20; i++) await setStatus(server.url, 1 + (i % 3), 1 + (i % 2), statuses[i % 4]);

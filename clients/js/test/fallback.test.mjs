@@ -12,9 +12,11 @@ test('info says websocket is off: straight to long-poll, no WebSocket constructe
   await clock.advance(0);
   assert.equal(herald.sockets.length, 0);
   assert.equal(client.transport, 'longpoll');
-  assert.deepEqual(events.transport, [{ transport: 'longpoll', previous: null, reason: 'websocket is switched off on the server' }]);
+  assert.deepEqual(events.transport, [{
+    transport: 'longpoll', previous: null, reason: 'websocket is switched off on the server', explanation: 'the server offers no WebSocket',
+  }]);
   assert.deepEqual(events.state.at(-1), {
-    state: 'open', transport: 'longpoll', reason: 'websocket is switched off on the server', attempt: 0,
+    state: 'open', transport: 'longpoll', reason: 'websocket is switched off on the server', explanation: 'the server offers no WebSocket', attempt: 0,
   });
   herald.publish(CH, 'a');
   await clock.advance(0);
@@ -29,6 +31,7 @@ test('transports: [\'longpoll\'] in the options: no WebSocket, and the reason sa
   assert.equal(herald.sockets.length, 0);
   assert.equal(client.state, 'open');
   assert.equal(events.transport[0].reason, 'websocket is not in options.transports');
+  assert.equal(events.transport[0].explanation, 'this page does not use WebSocket');
 });
 
 test('a WebSocket is up only after welcome; on WebSocket the transport is reported without excuse', async () => {
@@ -53,12 +56,13 @@ test('WebSocket closes before welcome: long-poll at once, no backoff, and the re
   const items = record(client, CH);
   await clock.advance(0);
   const reason = 'websocket closed before welcome (code 1006; proxy dropped Upgrade?)';
+  const explanation = 'a proxy on the way does not pass WebSockets through';
   assert.deepEqual(events.transport, [
     { transport: 'websocket', previous: null, reason: undefined },
-    { transport: 'longpoll', previous: 'websocket', reason },
+    { transport: 'longpoll', previous: 'websocket', reason, explanation },
   ]);
   assert.deepEqual(states(), ['connecting', 'connecting', 'open']);
-  assert.deepEqual(events.state.at(-1), { state: 'open', transport: 'longpoll', reason, attempt: 0 });
+  assert.deepEqual(events.state.at(-1), { state: 'open', transport: 'longpoll', reason, explanation, attempt: 0 });
   assert.equal(clock.now, 0, 'no wait between the failed upgrade and the first poll');
   assert.deepEqual(herald.polls[0].channels, { [CH]: null });
   herald.publish(CH, 'a');
@@ -78,6 +82,18 @@ test('WebSocket opens but stays silent (a proxy answering and holding): long-pol
   assert.equal(client.transport, 'longpoll');
   assert.equal(client.state, 'open');
   assert.match(events.transport.at(-1).reason, /no welcome within 4000 ms/);
+  assert.equal(events.state.at(-1).explanation, 'a proxy on the way holds WebSocket connections without passing them on');
+});
+
+test('WebSocket opens, then is cut before welcome: long-poll, and the page is told in plain words', async () => {
+  const { clock, herald, client, events } = setup();
+  herald.wsMode = 'silent';
+  await clock.advance(0);
+  herald.socket.drop(1006);
+  await clock.advance(0);
+  assert.equal(client.transport, 'longpoll');
+  assert.equal(client.state, 'open');
+  assert.equal(events.state.at(-1).explanation, 'something on the way (a proxy, a firewall) cuts WebSocket connections');
 });
 
 test('long-poll keeps the WebSocket fallback across reconnects, and probes every probeInterval', async () => {

@@ -9,7 +9,7 @@ const notifications = new Map();  // id -> notification
 let unread = 0;
 
 // Exposed for the browser tests and for curious editors (window.demo in the console).
-const demo = (window.demo = { updates: 0, resyncs: 0, state: 'connecting', transport: null, reason: null, herald: null });
+const demo = (window.demo = { updates: 0, resyncs: 0, state: 'connecting', transport: null, reason: null, explanation: null, herald: null });
 
 async function getJSON(url) {
   const res = await fetch(url, { credentials: 'same-origin' });
@@ -74,13 +74,13 @@ const stateText = {
   expired: 'Signed out — sign in again for live updates',
 };
 
-function showConnection({ state, transport, reason, attempt }) {
-  Object.assign(demo, { state, transport, reason });
+function showConnection({ state, transport, reason, explanation, attempt }) {
+  Object.assign(demo, { state, transport, reason, explanation });
   const el = $('connection');
   el.dataset.state = state;
   const via = transport === 'longpoll' ? 'Long-poll' : transport === 'websocket' ? 'WebSocket' : '';
   let text = stateText[state] || state;
-  if (state === 'open' && via) text = `${text} · ${via}`;
+  if (state === 'open' && via) text = `${text} · ${via}${explanation ? ` — ${explanation}` : ''}`;
   if ((state === 'reconnecting' || state === 'warning') && attempt) text += ` (attempt ${attempt})`;
   $('connection-text').textContent = text;
   el.title = reason ? `${text}\n${reason}` : text;

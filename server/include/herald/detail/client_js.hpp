@@ -80,8 +80,8 @@ class Client {
   #current = null;    // its name; kept while waiting to reconnect
   #probe = null;      // a WebSocket tried in the background while on long-poll
   #allowed = [];      // transports enabled on both sides, in the client's order of preference
-  #why = undefined;   // while on long-poll: why
-  #wsTrouble = null;  // why WebSocket failed; while set: connect over long-poll, and probe
+  #why = undefined;   // while on long-poll: why, {reason, plain}
+  #wsTrouble = null;  // why WebSocket failed, {reason, plain}; while set: connect over long-poll, and probe
   #failures = 0;      // failed attempts in a row since the last open
   #downSince = null;
   #gen = 0;           // attempt generation: a newer attempt, a switch or close() voids older ones
@@ -197,8 +197,8 @@ class Client {
     this.#fresh = false;
     const offered = Array.isArray(info.transports) ? info.transports : [];
     this.#allowed = this.#o.transports.filter((t) => offered.includes(t));
-    const ws = this.#allowed.includ)herald_js"
-    R"herald_js(es('websocket');
+ )herald_js"
+    R"herald_js(   const ws = this.#allowed.includes('websocket');
     if (ws && !this.#wsTrouble) return this.#use(new WebSocketTransport(this.#context()));
     if (!this.#allowed.includes('longpoll')) {
       return this.#retry({
@@ -210,8 +210,8 @@ class Client {
     // (and its console error).
     this.#use(new LongPollTransport(this.#context()),
       ws ? this.#wsTrouble
-        : offered.includes('websocket') ? 'websocket is not in options.transports'
-        : 'websocket is switched off on the server');
+        : offered.includes('websocket') ? { reason: 'websocket is not in options.transports', plain: 'this page does not use WebSocket' }
+        : { reason: 'websocket is switched off on the server', plain: 'the server offers no WebSocket' });
   }
 
   async #fetchInfo() {
@@ -230,14 +230,18 @@ class Client {
     }
   }
 
-  // `reason`: why this transport now. While on long-poll it is also what 'open' reports, so
-  // that a page can say why it is not on WebSocket.
-  #use(t, reason) {
+  // `why`: why this transport now, {reason (technical), plain (in an editor's words)}. While
+  // on long-poll it is also what 'open' reports, so that a page can say why it is not on
+  // WebSocket.
+  #use(t, why) {
     const previous = this.#current;
     this.#active = t;
     this.#current = t.name;
-    this.#why = t.name === 'longpoll' ? reason : undefined;
-    if (t.name !== previous) this.#emit('transport', { transport: t.name, previous, reason });
+    this.#why = t.name === 'longpoll' ? why : undefined;
+    if (t.name === previous) return;
+    const detail = { transport: t.name, previous, reason: why?.reason };
+    if (why?.plain) detail.explanation = why.plain;
+    this.#emit('transport', detail);
   }
 
   // Every transport reports here; a report from one that is no longer ours is stale.
@@ -271,7 +275,7 @@ class Client {
   #opened(t) {
     this.#failures = 0;
     this.#downSince = null;
-    this.#setState('open', { reason: this.#why });
+    this.#setState('open', { reason: this.#why?.reason, explanation: this.#why?.plain });
     this.#flush();
     if (t.name === 'longpoll') this.#scheduleProbe();
   }
@@ -286,9 +290,9 @@ class Client {
     if (t.name === 'websocket' && !t.up && this.#allowed.includes('longpoll')) {
       // The upgrade never completed: something on the way does not pass WebSockets. Plain
       // HTTP may still get through; that is not a failed attempt, so no backoff.
-      this.#wsTrouble = d.reason;
-      this.#use(new LongPollTransport(this.#context()), d.reason);
-      this.#setState(this.#state, { reason: d.reason });
+      this.#wsTrouble = { reason: d.reason, plain: d.plain ?? 'WebSocket does not get through to the server' };
+      this.#use(new LongPollTransport(this.#context()), this.#wsTrouble);
+      this.#setState(this.#state, { reason: d.reason, explanation: this.#wsTrouble.plain });
       return;
     }
     this.#retry(d);
@@ -347,7 +351,7 @@ class Client {
     this.#retryTimer = null;
     this.#active?.stop();
     this.#wsTrouble = null;
-    this.#use(ws, 'a websocket probe got its welcome');
+    this.#use(ws, { reason: 'a websocket probe got its welcome' });
     this.#opened(ws);
   }
 
@@ -385,7 +389,8 @@ class Client {
     this.#active?.refresh?.(token);
   }
 
-  // The server ended a session whose credentials (`expired`, as that connection sent them)
+  // The server ended a session whose credentials (`expired`, as that connection sent th)herald_js"
+    R"herald_js(em)
   // expired. Newer ones (renewed meanwhile, or from the app now): reconnect at once; none:
   // stop, in state 'expired'.
   async #credentialsEnded(reason, expired) {
@@ -395,8 +400,7 @@ class Client {
     if (gen !== this.#gen || this.#closed) return;
     if (token && token !== expired) {
       this.#token = token;
-      this.#fresh = tr)herald_js"
-    R"herald_js(ue;
+      this.#fresh = true;
       return this.#retry({ failure: false, delay: 0, reason: `${reason}: reconnecting with new credentials` });
     }
     this.#expired(reason);
@@ -455,9 +459,10 @@ class Client {
 
   // ---- events ----------------------------------------------------------------------------
 
-  #setState(state, { reason, delay } = {}) {
+  #setState(state, { reason, explanation, delay } = {}) {
     this.#state = state;
     const detail = { state, transport: this.#current, reason, attempt: this.#failures };
+    if (explanation !== undefined) detail.explanation = explanation;
     if (delay !== undefined) detail.delay = delay;
     this.#emit('state', detail);
   }
@@ -478,6 +483,7 @@ class WebSocketTransport {
   #c;
   #token;             // the credentials this connection was opened with, or last sent
   #ws = null;
+  #opened = false;    // the upgrade succeeded (whether or not the welcome followed)
   #timer = null;
   #heartbeat = 0;
   #done = false;
@@ -488,14 +494,18 @@ class WebSocketTransport {
     const { o } = c;
     // One timer covers an upgrade that hangs and a socket that opens and then carries
     // nothing (proxies that answer 200 and hold): no welcome in time, no WebSocket.
-    this.#arm(o.connectTimeout, `websocket got no welcome within ${o.connectTimeout} ms (a proxy holding the connection?)`);
+    this.#arm(o.connectTimeout, `websocket got no welcome within ${o.connectTimeout} ms (a proxy holding the connection?)`,
+      'a proxy on the way holds WebSocket connections without passing them on');
     try {
       this.#token = c.token();
       this.#ws = new o.WebSocket(c.url(o.urls.ws, this.#token), PROTOCOL);
     } catch (e) { // e.g. a ws: URL from an https: page
-      o.setTimeout(() => this.#end({ failure: true, reason: `websocket could not be opened (${e.message})` }), 0);
+      o.setTimeout(() => this.#end({
+        failure: true, reason: `websocket could not be opened (${e.message})`, plain: 'this browser cannot open a WebSocket to the server',
+      }), 0);
       return;
     }
+    this.#ws.onopen = () => { this.#opened = true; };
     this.#ws.onmessage = (ev) => this.#receive(ev.data);
     this.#ws.onclose = (ev) => this.#closed(ev.code, ev.reason);
     this.#ws.onerror = () => {}; // the close event that follows says what happened
@@ -546,9 +556,9 @@ class WebSocketTransport {
     if (this.#ws?.readyState === 1) this.#ws.send(JSON.stringify(frame));
   }
 
-  #arm(ms, reason) {
+  #arm(ms, reason, plain) {
     this.#c.o.clearTimeout(this.#timer);
-    this.#timer = this.#c.o.setTimeout(() => this.#end({ failure: true, reason }), ms);
+    this.#timer = this.#c.o.setTimeout(() => this.#end({ failure: true, reason, plain }), ms);
   }
 
   // Anything received proves the connection alive; the server pings when it has nothing else.
@@ -585,22 +595,30 @@ class WebSocketTransport {
       this.#end({ failure: false, delay: Math.max(0, Number(f.after) || 0), reason: `server asked to reconnect (${f.reason})` });
     } else {
       this.#c.frame(f);
-    }
+    })herald_js"
+    R"herald_js(
   }
 
   #closed(code, reason) {
     if (this.#done) return;
     const said = reason ? `: ${reason}` : '';
     if (!this.up) {
-      return this.#end({ failure: true, reason: `websocket closed before welcome (code ${code}${said}; proxy dropped Upgrade?)` });
+      return this.#end({
+        failure: true,
+        reason: `websocket closed before welcome (code ${code}${said}; proxy dropped Upgrade?)`,
+        // Refused before it opened: the upgrade did not reach the server (a proxy answered
+        // itself, or dropped the Upgrade header). Opened, then cut: something on the way
+        // ends WebSocket connections.
+        plain: this.#opened ? 'something on the way (a proxy, a firewall) cuts WebSocket connections'
+          : 'a proxy on the way does not pass WebSockets through',
+      });
     }
     switch (code) {
       case 4008: return this.#end({ failure: false, delay: 0, reason: 'slow consumer (close 4008): resuming at once' });
       case 4000: return this.#end({ failure: false, delay: 0, reason: 'the server found the connection idle (close 4000)' });
       case 4001: return this.#end({ failure: false, reason: 'the server is draining (close 4001)' });
       case 4003: return this.#end({ failure: false, expired: true, token: this.#token, reason: 'the credentials expired (close 4003)' });
-      default: return this.#end({ failure: true, reason: `websocket closed (code ${cod)herald_js"
-    R"herald_js(e}${said})` });
+      default: return this.#end({ failure: true, reason: `websocket closed (code ${code}${said})` });
     }
   }
 }
@@ -767,7 +785,8 @@ function post(body, o, signal) {
   return { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: JSON.stringify(body), signal, credentials: o.credentials };
 }
 
-// A proxy's HTML error page is not an exception: it is "no herald.v1 answer".
+// A proxy's HTML error page is not an ex)herald_js"
+    R"herald_js(ception: it is "no herald.v1 answer".
 async function readJson(res) {
   try { return JSON.parse(await res.text()); } catch { return null; }
 }
