@@ -114,6 +114,13 @@ public:
     /// own small pages; herald is not a web framework.
     void handle(std::string path, http_handler h) { handlers_[std::move(path)] = std::move(h); }
 
+    /// Adds `report()`'s JSON to `/herald/diagnose` under `components.<name>`: the state and
+    /// counters of a part the CMS runs beside the server (herald::outbox::postgres's stats()).
+    /// Called on an I/O thread per diagnose request; set before start().
+    void add_diagnose(std::string name, std::function<nlohmann::json()> report) {
+        diagnose_reports_[std::move(name)] = std::move(report);
+    }
+
     /// Binds, listens and (with its own io_context) starts the I/O threads.
     void start(std::error_code& ec) {
         ec.clear();
@@ -409,7 +416,14 @@ private:
                 {"stats", {{"connections", connection_count()}, {"sessions", st.sessions}, {"channels", st.channels},
                            {"published", st.published}, {"deliveries", st.deliveries},
                            {"slow_consumers", st.slow_consumers}}},
-                {"draining", ctx_.draining.load()}};
+                {"draining", ctx_.draining.load()},
+                {"components", components()}};
+    }
+
+    nlohmann::json components() const {
+        nlohmann::json out = nlohmann::json::object();
+        for (const auto& [name, report] : diagnose_reports_) out[name] = report();
+        return out;
     }
 
     server_options opts_;
@@ -422,6 +436,7 @@ private:
     std::tuple<typename Transports::options...> transport_options_;
     std::tuple<std::unique_ptr<Transports>...> transports_;
     std::map<std::string, http_handler, std::less<>> handlers_;
+    std::map<std::string, std::function<nlohmann::json()>> diagnose_reports_;  // add_diagnose
     std::atomic<int> diagnose_held_{0};  // diagnose answers held or streaming now
 
     std::unique_ptr<net::detail::wake_batch> wakes_;

@@ -13,6 +13,7 @@
 
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -65,6 +66,14 @@ struct postgres_stats {
     std::uint64_t connection_losses = 0;  ///< connects that failed and connections lost
     std::string last_error;               ///< the latest PostgreSQL or publish error ("" none yet)
 };
+
+/// The counters as JSON (nlohmann's to_json), for /herald/diagnose and metrics.
+inline void to_json(nlohmann::json& j, const postgres_stats& s) {
+    j = {{"state", to_string(s.state)}, {"delivered", s.delivered}, {"duplicates_skipped", s.duplicates_skipped},
+         {"dead_lettered", s.dead_lettered}, {"publish_failures", s.publish_failures}, {"batches", s.batches},
+         {"notifies", s.notifies}, {"connects", s.connects}, {"connection_losses", s.connection_losses},
+         {"last_error", s.last_error}};
+}
 
 /// How a herald::outbox::postgres connects and reads (postgres::options).
 struct postgres_options {
