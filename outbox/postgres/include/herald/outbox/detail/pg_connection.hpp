@@ -186,8 +186,26 @@ private:
             writing_ = false;
             if (ec) return fail(ec.message());
             if (!PQconsumeInput(conn_)) return fail(message());  // libpq: read while the write waits
+            if (!take_input()) return;
             flush();
         });
+    }
+
+    // What PQconsumeInput read: finished results, then notifications. The socket will not
+    // say again that this data is there: all of it is taken now. Notifications are drained
+    // after the results, for libpq parses those that follow a result only when asked
+    // (PQgetResult, PQnotifies). @returns false when the connection ended or was replaced.
+    bool take_input() {
+        const auto g = generation_;
+        if (in_flight_ && !collect()) return false;
+        if (g != generation_ || !conn_) return false;
+        std::size_t notifies = 0;
+        while (PGnotify* n = PQnotifies(conn_)) {
+            ++notifies;
+            PQfreemem(n);
+        }
+        if (notifies && on_notify_) on_notify_();
+        return g == generation_ && conn_;
     }
 
     void arm_read() {
@@ -197,16 +215,7 @@ private:
             reading_ = false;
             if (ec) return fail(ec.message());
             if (!PQconsumeInput(conn_)) return fail(message());
-            std::size_t notifies = 0;
-            while (PGnotify* n = PQnotifies(conn_)) {
-                ++notifies;
-                PQfreemem(n);
-            }
-            const auto g = generation_;
-            if (in_flight_ && !collect()) return;
-            if (g != generation_) return;  // a callback closed or reconnected
-            if (notifies && on_notify_) on_notify_();
-            if (g != generation_ || !conn_) return;
+            if (!take_input()) return;
             arm_read();
         });
     }
