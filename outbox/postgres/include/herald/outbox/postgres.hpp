@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -182,6 +183,7 @@ public:
 
     /// Connects and delivers, in the background of the io_context. Idempotent.
     void start() {
+        engine_->started = true;
         asio::post(engine_->strand, [e = engine_] { e->start(); });
     }
 
@@ -190,6 +192,7 @@ public:
     /// reader looks before publishing it. Waits for the loop, when it runs, up to 5 s.
     void stop() {
         auto e = engine_;
+        if (!e->started) return;  // never started: nothing runs
         if (e->strand.running_in_this_thread() || e->ioc.stopped()) return e->shutdown();
         auto done = std::make_shared<std::promise<void>>();
         auto f = done->get_future();
@@ -250,6 +253,7 @@ private:
         std::shared_ptr<detail::pg_connection> conn;
         mutable std::mutex mu;
         postgres_stats stats;
+        std::atomic<bool> started{false};  // start() was called (from any thread)
 
         bool running = false, busy = false, dirty = false, publishing = false, failing_publish = false, was_lost = false;
         unsigned batch_gen = 0;      // a new one per connection: a batch of a lost connection is abandoned
