@@ -2,9 +2,11 @@
 // commit to a subscriber. A PostgreSQL of its own (initdb into /tmp, loopback port, stopped at
 // the end), one herald hub on the local backplane with herald::outbox::postgres on one
 // io_context thread, one in-process subscriber.
-//   herald_outbox_bench [--rows 20000] [--samples 1000]
+//   herald_outbox_bench [--rows 20000] [--samples 1000] [--redis host:port]
+// --redis: the hub on a Redis backplane (a redis-server you started), as several servers run it.
 // Prints one line per measure; benchmarks/README.md ("PostgreSQL outbox") keeps a run.
 #include <herald.hpp>
+#include <herald/backplane/redis.hpp>
 #include <herald/outbox/postgres.hpp>
 #include <herald/transport/inmemory.hpp>
 
@@ -24,6 +26,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 namespace {
 
@@ -79,10 +83,13 @@ std::string insert_rows(std::size_t from, std::size_t count) {
 
 int main(int argc, char** argv) {
     std::size_t rows = 20000, samples = 1000;
+    std::string redis_at;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!std::strcmp(argv[i], "--rows")) rows = std::strtoull(argv[i + 1], nullptr, 10);
         else if (!std::strcmp(argv[i], "--samples")) samples = std::strtoull(argv[i + 1], nullptr, 10);
+        else if (!std::strcmp(argv[i], "--redis")) redis_at = argv[i + 1];
     }
+    const char* backplane = redis_at.empty() ? "local backplane" : "Redis backplane";
     if (herald::test::postgres_process::bindir().empty()) {
         std::cerr << "PostgreSQL is not installed (scripts/setup.sh installs it)\n";
         return 1;
@@ -98,7 +105,15 @@ int main(int argc, char** argv) {
     ho.session.max_queued_messages = 4 * (rows + samples);  // the subscriber must not be cut off while it catches up
     ho.session.max_queued_bytes = 1024 * (rows + samples);
     ho.history.max_messages = 1000;
-    herald::hub hub(ho);
+    std::optional<herald::backplane::redis> redis;
+    if (!redis_at.empty()) {
+        auto ro = herald::backplane::redis::options::at(redis_at);
+        ro.key_prefix = "herald-outbox-bench-" + std::to_string(::getpid()) + ":";  // a fresh stream each run
+        redis.emplace(io, ro);
+    }
+    std::optional<herald::hub> hub_holder;
+    if (redis) hub_holder.emplace(ho, *redis); else hub_holder.emplace(ho);
+    herald::hub& hub = *hub_holder;
     herald::rule_authorizer auth;
     auth.allow(herald::action::subscribe, "**");
     hub.set_authorizer(auth);
@@ -108,6 +123,7 @@ int main(int argc, char** argv) {
     if (sub.c.subscribe("bench")) return 1;
     sub.start();
     std::thread loop([&] { io.run(); });
+    if (redis && !redis->wait_connected(5s)) { std::cerr << "Redis at " << redis_at << " does not answer\n"; return 1; }
     std::optional<herald::outbox::postgres> outbox;
     auto o = herald::outbox::postgres::options::at(pg.conninfo());
     o.batch = 512;
@@ -119,8 +135,8 @@ int main(int argc, char** argv) {
     outbox->start();
     if (!sub.wait_for(rows, 120s)) { std::cerr << "backlog not delivered\n"; return 1; }
     auto t1 = clock_type::now();
-    std::printf("backlog: %zu committed rows delivered in %.0f ms: %.0f rows/s (batch %zu, one consumer, local backplane)\n",
-                rows, ms(t1 - t0), rows / (ms(t1 - t0) / 1000), o.batch);
+    std::printf("backlog: %zu committed rows delivered in %.0f ms: %.0f rows/s (batch %zu, one consumer, %s)\n",
+                rows, ms(t1 - t0), rows / (ms(t1 - t0) / 1000), o.batch, backplane);
 
     // 2. Steady: the CMS commits 10-row transactions as fast as one connection goes while herald delivers.
     t0 = clock_type::now();
