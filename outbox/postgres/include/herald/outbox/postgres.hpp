@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <future>
 #include <memory>
@@ -130,8 +131,8 @@ struct postgres_options {
 /// `attempts = 0` were never handed to the hub and are published without that look. A leader
 /// starts no batch while a publish of its own is still under way, so it never re-reads a row
 /// whose publish may yet land. Limits, documented: the look covers what the channel's history
-/// holds (a channel whose history was lost got a new epoch, and its subscribers resync
-/// anyway); with the local backplane a herald crash loses the channels with the process (new
+/// holds, at most its last 1024 messages (a channel whose history was lost got a new epoch,
+/// and its subscribers resync anyway); with the local backplane a herald crash loses the channels with the process (new
 /// epochs, clients resync) and the row is delivered in the new stream; and a leader cut off
 /// from PostgreSQL with a publish pending for longer than `standby_retry` could see a standby
 /// take over and publish the row too.
