@@ -25,12 +25,6 @@ namespace cms {
 class database {
 public:
     using json = nlohmann::json;
-    /// One outbox row: the channel and the message, as the in-memory store would publish it.
-    struct notification {
-        std::string channel;
-        json data;
-    };
-
     explicit database(std::string url) : url_(std::move(url)) {}
     ~database() {
         if (c_) PQfinish(c_);
@@ -39,46 +33,27 @@ public:
     database& operator=(const database&) = delete;
 
     /// The tables (and herald's outbox), filled with `seed` the first time: a list of
-    /// {id, name, items: [{id, title, status, editor}]}. @throws std::runtime_error
-    void init(const json& seed) {
+    /// {id, name, items: [{id, title, status, editor}]}. Made at the first request that finds
+    /// PostgreSQL up: the demo starts (and herald serves) while it is down.
+    void init(json seed) {
         std::lock_guard<std::mutex> lock(mu_);
-        exec(herald::outbox::postgres::schema() +
-             "CREATE TABLE IF NOT EXISTS cms_projects (id int PRIMARY KEY, name text NOT NULL);\n"
-             "CREATE TABLE IF NOT EXISTS cms_items (project int REFERENCES cms_projects, id int, title text NOT NULL,"
-             " status text NOT NULL, editor text NOT NULL, PRIMARY KEY (project, id));\n"
-             "CREATE TABLE IF NOT EXISTS cms_comments (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-             " project int NOT NULL, author text NOT NULL, text text NOT NULL, at bigint NOT NULL);\n"
-             "CREATE TABLE IF NOT EXISTS cms_notifications (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-             " user_name text NOT NULL, text text NOT NULL, at bigint NOT NULL);\n",
-             {});
-        if (exec("SELECT count(*) FROM cms_projects", {})[0][0] != "0") return;
-        exec("BEGIN", {});
-        for (const auto& p : seed) {
-            exec("INSERT INTO cms_projects VALUES ($1, $2)", {p["id"].dump(), p["name"].get<std::string>()});
-            for (const auto& i : p["items"])
-                exec("INSERT INTO cms_items VALUES ($1, $2, $3, $4, $5)",
-                     {p["id"].dump(), i["id"].dump(), i["title"].get<std::string>(), i["status"].get<std::string>(), i["editor"].get<std::string>()});
+        seed_ = std::move(seed);
+        try {
+            prepare();
+        } catch (const std::exception&) {
+            // not yet: the next request tries again (and says why)
         }
-        exec("COMMIT", {});
     }
 
     json projects() {
         std::lock_guard<std::mutex> lock(mu_);
-        json out = json::array();
-        for (auto& p : exec("SELECT id, name FROM cms_projects ORDER BY id", {})) {
-            json items = json::array(), comments = json::array();
-            for (auto& i : exec("SELECT id, title, status, editor FROM cms_items WHERE project = $1 ORDER BY id", {p[0]}))
-                items.push_back({{"id", std::stoi(i[0])}, {"title", i[1]}, {"status", i[2]}, {"editor", i[3]}});
-            for (auto& c : exec("SELECT id, author, text, at FROM (SELECT * FROM cms_comments WHERE project = $1"
-                                " ORDER BY id DESC LIMIT 20) c ORDER BY id", {p[0]}))
-                comments.push_back(comment_json(std::stoll(c[0]), std::stoi(p[0]), c[1], c[2], std::stoll(c[3])));
-            out.push_back({{"id", std::stoi(p[0])}, {"name", p[1]}, {"items", items}, {"comments", comments}});
-        }
-        return out;
+        prepare();
+        return read_projects();
     }
 
     json notifications(const std::string& user) {
         std::lock_guard<std::mutex> lock(mu_);
+        prepare();
         json out = json::array();
         for (auto& n : exec("SELECT id, text, at FROM (SELECT * FROM cms_notifications WHERE user_name = $1"
                             " ORDER BY id DESC LIMIT 200) n ORDER BY id", {user}))
@@ -92,6 +67,7 @@ public:
                                    const std::string& owner, long long at,
                                    const std::function<std::string(const json& item)>& note_text) {
         std::lock_guard<std::mutex> lock(mu_);
+        prepare();
         transaction t(*this);
         auto rows = exec("UPDATE cms_items SET status = $3, editor = $4 WHERE project = $1 AND id = $2 RETURNING title",
                          {std::to_string(project), std::to_string(item), status, editor});
@@ -105,6 +81,7 @@ public:
 
     void add_comment(int project, const std::string& author, const std::string& text, long long at) {
         std::lock_guard<std::mutex> lock(mu_);
+        prepare();
         transaction t(*this);
         auto rows = exec("INSERT INTO cms_comments (project, author, text, at) SELECT $1, $2, $3, $4"
                          " WHERE EXISTS (SELECT 1 FROM cms_projects WHERE id = $1) RETURNING id",
@@ -116,6 +93,7 @@ public:
 
     void notify(const std::string& user, const std::string& text, long long at) {
         std::lock_guard<std::mutex> lock(mu_);
+        prepare();
         transaction t(*this);
         add_note(user, text, at);
         t.commit();
@@ -129,6 +107,46 @@ public:
     }
 
 private:
+    void prepare() {
+        if (prepared_) return;
+        exec(herald::outbox::postgres::schema() +
+             "CREATE TABLE IF NOT EXISTS cms_projects (id int PRIMARY KEY, name text NOT NULL);\n"
+             "CREATE TABLE IF NOT EXISTS cms_items (project int REFERENCES cms_projects, id int, title text NOT NULL,"
+             " status text NOT NULL, editor text NOT NULL, PRIMARY KEY (project, id));\n"
+             "CREATE TABLE IF NOT EXISTS cms_comments (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+             " project int NOT NULL, author text NOT NULL, text text NOT NULL, at bigint NOT NULL);\n"
+             "CREATE TABLE IF NOT EXISTS cms_notifications (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+             " user_name text NOT NULL, text text NOT NULL, at bigint NOT NULL);\n",
+             {});
+        if (exec("SELECT count(*) FROM cms_projects", {})[0][0] != "0") {
+            prepared_ = true;
+            return;
+        }
+        exec("BEGIN", {});
+        for (const auto& p : seed_) {
+            exec("INSERT INTO cms_projects VALUES ($1, $2)", {p["id"].dump(), p["name"].get<std::string>()});
+            for (const auto& i : p["items"])
+                exec("INSERT INTO cms_items VALUES ($1, $2, $3, $4, $5)",
+                     {p["id"].dump(), i["id"].dump(), i["title"].get<std::string>(), i["status"].get<std::string>(), i["editor"].get<std::string>()});
+        }
+        exec("COMMIT", {});
+        prepared_ = true;
+    }
+
+    json read_projects() {
+        json out = json::array();
+        for (auto& p : exec("SELECT id, name FROM cms_projects ORDER BY id", {})) {
+            json items = json::array(), comments = json::array();
+            for (auto& i : exec("SELECT id, title, status, editor FROM cms_items WHERE project = $1 ORDER BY id", {p[0]}))
+                items.push_back({{"id", std::stoi(i[0])}, {"title", i[1]}, {"status", i[2]}, {"editor", i[3]}});
+            for (auto& c : exec("SELECT id, author, text, at FROM (SELECT * FROM cms_comments WHERE project = $1"
+                                " ORDER BY id DESC LIMIT 20) c ORDER BY id", {p[0]}))
+                comments.push_back(comment_json(std::stoll(c[0]), std::stoi(p[0]), c[1], c[2], std::stoll(c[3])));
+            out.push_back({{"id", std::stoi(p[0])}, {"name", p[1]}, {"items", items}, {"comments", comments}});
+        }
+        return out;
+    }
+
     // BEGIN now; ROLLBACK unless commit() ran (an exception, an unknown item).
     struct transaction {
         database& db;
@@ -180,6 +198,8 @@ private:
     std::string url_;
     PGconn* c_ = nullptr;
     std::mutex mu_;
+    json seed_;
+    bool prepared_ = false;
 };
 
 } // namespace cms

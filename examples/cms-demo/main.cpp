@@ -183,18 +183,11 @@ int main(int argc, char** argv) {
 #else
     cms::database* database = nullptr;
 #endif
-    std::optional<cms::store> store_holder;
-    try {
-        store_holder.emplace([&](const std::string& channel, const nlohmann::json& data) {
-            std::error_code ec;
-            server.publish(channel, data.dump(), ec);
-            if (ec) std::cerr << "publish to " << channel << " failed: " << ec.message() << '\n';
-        }, database);
-    } catch (const std::exception& e) {
-        std::cerr << "cannot prepare the CMS's tables: " << e.what() << '\n';
-        return 1;
-    }
-    cms::store& store = *store_holder;
+    cms::store store([&](const std::string& channel, const nlohmann::json& data) {
+        std::error_code ec;
+        server.publish(channel, data.dump(), ec);
+        if (ec) std::cerr << "publish to " << channel << " failed: " << ec.message() << '\n';
+    }, database);
 
     server.handle("/", [&](const herald::http_request&) { return file(assets, "index.html", "text/html; charset=utf-8"); });
     server.handle("/app.js", [&](const herald::http_request&) { return file(assets, "app.js", "text/javascript; charset=utf-8"); });
