@@ -5,6 +5,7 @@
 #   herald_find_websocketpp(<target>) websocketpp 0.8 (its HTTP parser and RFC 6455 processor)
 #   herald_find_hiredis(<target>)     hiredis, by pkg-config
 #   herald_find_openssl(<target>)     OpenSSL 1.1.1 or 3 (libssl: herald's TLS)
+#   herald_find_libpq(<target>)       libpq, by pkg-config (the PostgreSQL outbox)
 # Each sets HERALD_<NAME>_FOUND and makes <target> only when found.
 
 function(_herald_deps_target target)
@@ -50,16 +51,21 @@ macro(herald_find_websocketpp target)
   endif()
 endmacro()
 
-macro(herald_find_hiredis target)
+# A library found by pkg-config `module`: sets HERALD_<name>_FOUND, makes <target> link it.
+macro(_herald_find_by_pkg_config target name module)
   find_package(PkgConfig QUIET)
-  set(HERALD_HIREDIS_FOUND OFF)
+  set(HERALD_${name}_FOUND OFF)
   if(PKG_CONFIG_FOUND)
-    pkg_check_modules(HERALD_HIREDIS QUIET IMPORTED_TARGET hiredis)
-    if(HERALD_HIREDIS_FOUND AND NOT TARGET ${target})
+    pkg_check_modules(HERALD_${name} QUIET IMPORTED_TARGET ${module})
+    if(HERALD_${name}_FOUND AND NOT TARGET ${target})
       _herald_deps_target(${target})
-      target_link_libraries(${target} INTERFACE PkgConfig::HERALD_HIREDIS)
+      target_link_libraries(${target} INTERFACE PkgConfig::HERALD_${name})
     endif()
   endif()
+endmacro()
+
+macro(herald_find_hiredis target)
+  _herald_find_by_pkg_config(${target} HIREDIS hiredis)
 endmacro()
 
 macro(herald_find_openssl target)
@@ -72,4 +78,8 @@ macro(herald_find_openssl target)
       target_link_libraries(${target} INTERFACE OpenSSL::SSL OpenSSL::Crypto)
     endif()
   endif()
+endmacro()
+
+macro(herald_find_libpq target)
+  _herald_find_by_pkg_config(${target} LIBPQ libpq)
 endmacro()

@@ -45,10 +45,10 @@ run_suite "default" "$root/build" ""
 if [[ $quick == 0 ]]; then
   san_common=(-DHERALD_BUILD_EXAMPLES=OFF -DHERALD_BUILD_BENCHMARKS=OFF -DHERALD_BUILD_TOOLS=OFF -DHERALD_SANITIZED=ON)
   HERALD_STRESS_SCALE=10 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-    run_suite "thread sanitizer" "$root/build-tsan" "^(core|protocol|cluster)" "${san_common[@]}" \
+    run_suite "thread sanitizer" "$root/build-tsan" "^(core|protocol|cluster|outbox)" "${san_common[@]}" \
       "-DCMAKE_CXX_FLAGS=-fsanitize=thread -Wno-tsan -g -O1"
   HERALD_STRESS_SCALE=10 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-    run_suite "address + undefined sanitizers" "$root/build-asan" "^(core|protocol|cluster)" "${san_common[@]}" \
+    run_suite "address + undefined sanitizers" "$root/build-asan" "^(core|protocol|cluster|outbox)" "${san_common[@]}" \
       "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -g -O1"
   # The fuzzers need Clang; only they are built (target herald-fuzzers), each fuzzes 20 s.
   CXX=clang++-14 suite_target=herald-fuzzers \

@@ -1,11 +1,16 @@
 // The CMS of the demo: projects with items and comments, per-user notifications, and the
 // publishes herald carries to the editors' pages. State lives in memory; every change is
 // published after it is made, so that a page that resyncs (GET /api/...) sees at least as
-// much as the messages it gets afterwards.
+// much as the messages it gets afterwards. With a database (--postgres), the state lives in
+// PostgreSQL and each change commits with its outbox rows (database.hpp); herald's outbox
+// consumer publishes them.
 #pragma once
 
 #include <herald.hpp>
 #include <nlohmann/json.hpp>
+#ifdef HERALD_DEMO_POSTGRES
+#include "database.hpp"
+#endif
 
 #include <chrono>
 #include <functional>
@@ -34,28 +39,39 @@ struct project {
 
 inline const std::vector<std::string> users = {"alice", "bob"};
 
+#ifndef HERALD_DEMO_POSTGRES
+class database;  // the PostgreSQL store exists only in a build with herald::postgres
+#endif
+
 /// The CMS's state and its edits. `publish` is herald's (server.publish): the CMS calls it
-/// after each change.
+/// after each change. With `db`, the state is the database's and nothing is published here:
+/// each change writes its outbox rows in its transaction. Database errors throw.
 class store {
 public:
     using publish_function = std::function<void(const std::string& channel, const json& data)>;
 
-    explicit store(publish_function publish) : publish_(std::move(publish)) {
+    explicit store(publish_function publish, database* db = nullptr) : publish_(std::move(publish)), db_(db) {
         projects_ = {
             {1, "Spring campaign", {{1, "Landing page copy", "draft", "alice"}, {2, "Hero image", "in review", "bob"}, {3, "Newsletter", "draft", "alice"}}, {}},
             {2, "Product catalogue", {{1, "Winter collection", "approved", "bob"}, {2, "Price list", "draft", "alice"}}, {}},
             {3, "Company blog", {{1, "Interview: our CTO", "in review", "alice"}, {2, "Release notes 4.2", "draft", "bob"}, {3, "Hiring post", "published", "bob"}}, {}},
         };
+#ifdef HERALD_DEMO_POSTGRES
+        if (db_) db_->init(memory_projects());  // the first time: the same projects
+#endif
     }
 
     json projects() const {
-        std::lock_guard<std::mutex> lock(mu_);
-        json out = json::array();
-        for (const auto& p : projects_) out.push_back(to_json(p));
-        return out;
+#ifdef HERALD_DEMO_POSTGRES
+        if (db_) return db_->projects();
+#endif
+        return memory_projects();
     }
 
     json notifications(const std::string& user) const {
+#ifdef HERALD_DEMO_POSTGRES
+        if (db_) return db_->notifications(user);
+#endif
         std::lock_guard<std::mutex> lock(mu_);
         json out = json::array();
         for (const auto& n : notifications_)
@@ -65,8 +81,14 @@ public:
 
     /// An editor sets an item's status. @returns false for an unknown project or item.
     bool set_status(int project_id, int item_id, const std::string& status, const std::string& editor) {
+        const std::string owner = editor == "alice" ? "bob" : "alice";  // the other editor hears of it
+#ifdef HERALD_DEMO_POSTGRES
+        if (db_)
+            return db_->set_status(project_id, item_id, status, editor, owner, now(), [&](const json& it) {
+                return status_text(editor, it["title"].get<std::string>(), status);
+            }).has_value();
+#endif
         json change, note;
-        std::string owner;
         {
             std::lock_guard<std::mutex> lock(mu_);
             item* it = find(project_id, item_id);
@@ -74,8 +96,7 @@ public:
             it->status = status;
             it->editor = editor;
             change = {{"kind", "item"}, {"project", project_id}, {"item", to_json(*it)}, {"at", now()}};
-            owner = it->editor == "alice" ? "bob" : "alice";  // the other editor hears of it
-            note = make_note(owner, editor + " set \"" + it->title + "\" to " + status);
+            note = make_note(owner, status_text(editor, it->title, status));
         }
         publish_("projects", change);
         publish_("user." + owner + ".notifications", note);
@@ -83,6 +104,9 @@ public:
     }
 
     void add_comment(int project_id, const std::string& author, const std::string& text) {
+#ifdef HERALD_DEMO_POSTGRES
+        if (db_) return db_->add_comment(project_id, author, text, now());
+#endif
         json c;
         {
             std::lock_guard<std::mutex> lock(mu_);
@@ -97,6 +121,9 @@ public:
     }
 
     void notify(const std::string& user, const std::string& text) {
+#ifdef HERALD_DEMO_POSTGRES
+        if (db_) return db_->notify(user, text, now());
+#endif
         json n;
         {
             std::lock_guard<std::mutex> lock(mu_);
@@ -131,6 +158,15 @@ public:
     }
 
 private:
+    json memory_projects() const {
+        std::lock_guard<std::mutex> lock(mu_);
+        json out = json::array();
+        for (const auto& p : projects_) out.push_back(to_json(p));
+        return out;
+    }
+    static std::string status_text(const std::string& editor, const std::string& title, const std::string& status) {
+        return editor + " set \"" + title + "\" to " + status;
+    }
     static long long now() {
         return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     }
@@ -157,6 +193,7 @@ private:
     }
 
     publish_function publish_;
+    database* db_;
     mutable std::mutex mu_;
     std::vector<project> projects_;
     std::vector<json> notifications_;

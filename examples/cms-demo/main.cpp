@@ -1,5 +1,6 @@
 // herald's CMS demo: editors see project changes, comments and their own notifications live.
 //   herald-cms-demo [--port 8080] [--address 127.0.0.1] [--interval-ms 1500] [--no-websocket] [--no-longpoll]
+//                   [--redis host:port] [--postgres URL]
 // Open http://127.0.0.1:8080/, pick a user; open a second window as the other user.
 #include "cms.hpp"
 
@@ -20,6 +21,7 @@
 #include <random>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #ifndef HERALD_DEMO_ASSETS
 #define HERALD_DEMO_ASSETS "public"
@@ -127,6 +129,11 @@ int main(int argc, char** argv) {
     app.add_flag("!--no-longpoll", longpoll, "switch the long-poll transport off");
     app.add_option("--assets", assets, "directory of the page's files");
     app.add_option("--redis", redis_address, "host:port of Redis: several demo servers share publishes and history");
+    std::string postgres_url;
+#ifdef HERALD_DEMO_POSTGRES
+    app.add_option("--postgres", postgres_url,
+                   "libpq URL of PostgreSQL: the CMS's state lives there, each change commits with its outbox row, herald publishes what commits");
+#endif
     app.add_option("--server-id", opts.server_id, "this server's name in welcome and /herald/info");
     app.add_option("--metrics-token", opts.metrics.token, "serve /herald/metrics (Prometheus) to scrapers with this Bearer token");
     app.add_option("--metrics-allow", opts.metrics.allow_addresses,
@@ -165,11 +172,26 @@ int main(int argc, char** argv) {
     auth.allow(herald::action::subscribe, "projects").allow(herald::action::subscribe, "user.{principal}.notifications");
     server.set_authorizer(auth);
 
+    // In memory (the default), the store publishes after each change. On PostgreSQL, each
+    // change commits with its outbox row and herald's outbox consumer publishes it.
+#ifdef HERALD_DEMO_POSTGRES
+    std::optional<cms::database> db;
+    std::optional<herald::outbox::postgres> outbox;
+    if (!postgres_url.empty()) {
+        db.emplace(postgres_url);
+        outbox.emplace(server.io_context(), server.hub(), herald::outbox::postgres::options::at(postgres_url));
+        server.add_diagnose("outbox", [&outbox] { return nlohmann::json(outbox->stats()); });
+        server.add_metrics([&outbox] { return herald::outbox::metrics_text(outbox->stats()); });
+    }
+    cms::database* database = db ? &*db : nullptr;
+#else
+    cms::database* database = nullptr;
+#endif
     cms::store store([&](const std::string& channel, const nlohmann::json& data) {
         std::error_code ec;
         server.publish(channel, data.dump(), ec);
         if (ec) std::cerr << "publish to " << channel << " failed: " << ec.message() << '\n';
-    });
+    }, database);
 
     server.handle("/", [&](const herald::http_request&) { return file(assets, "index.html", "text/html; charset=utf-8"); });
     server.handle("/app.js", [&](const herald::http_request&) { return file(assets, "app.js", "text/javascript; charset=utf-8"); });
@@ -251,6 +273,9 @@ int main(int argc, char** argv) {
                   << (opts.tls.enabled() ? " (or the TLS certificate or key: see the line above)" : "") << '\n';
         return 1;
     }
+#ifdef HERALD_DEMO_POSTGRES
+    if (outbox) outbox->start();
+#endif
     std::cout << "herald CMS demo on " << (opts.tls.enabled() ? "https://" : "http://") << opts.address << ':' << server.port() << "/  (transports:";
     if (websocket) std::cout << " websocket";
     if (longpoll) std::cout << " long-poll";
@@ -258,10 +283,16 @@ int main(int argc, char** argv) {
 
     std::atomic<bool> running{true};
     std::thread simulator([&] {
+        bool failing = false;
         while (running && interval_ms > 0) {
             for (int waited = 0; running && waited < interval_ms; waited += 50)
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            if (running) store.simulate_once();
+            try {  // a database that is down: said once, until an edit works again
+                if (running) store.simulate_once();
+                failing = false;
+            } catch (const std::exception& e) {
+                if (!std::exchange(failing, true)) std::cerr << "simulated edits fail: " << e.what() << '\n';
+            }
         }
     });
 
@@ -270,6 +301,9 @@ int main(int argc, char** argv) {
     std::cout << "stopping: clients are told to reconnect" << std::endl;
     running = false;
     simulator.join();
+#ifdef HERALD_DEMO_POSTGRES
+    if (outbox) outbox->stop();
+#endif
     server.stop();
     return 0;
 }

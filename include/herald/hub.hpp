@@ -129,6 +129,14 @@ public:
     /// Throwing form of head(): herald::system_error on failure.
     position head(std::string_view channel);
 
+    /// Reads what the backplane holds of `channel` without waiting: `done(ec, result)` gets
+    /// its head and, with `since`, the messages after it that the history still holds
+    /// (fetch_result: `recovered` is false when it holds not all of them). Runs once, at once
+    /// (local backplane) or on the backplane's thread. For a component that must look at a
+    /// channel's recent messages (herald::outbox skips what a channel already has); clients
+    /// resume through subscribe(). `ec`: invalid_channel, backplane_unavailable, timed_out.
+    void async_fetch(std::string channel, std::optional<position> since, fetch_handler done);
+
     // ---- authorization ----------------------------------------------------------------
 
     /// Who the client that sent `r` is, by the current authorizer; transports ask when a

@@ -25,7 +25,10 @@ before(async () => {
 });
 after(async () => { await browser?.close(); });
 
-const demo = (args = []) => startServer(['--interval-ms', '0', '--heartbeat-ms', '2000', ...args], demoBinary);
+// HERALD_DEMO_ARGS: more arguments for every demo, e.g. "--postgres postgresql://..." to run
+// these tests on the CMS's PostgreSQL store and herald's outbox (by hand: CTest runs the default).
+const extraArgs = (process.env.HERALD_DEMO_ARGS || '').split(' ').filter(Boolean);
+const demo = (args = []) => startServer(['--interval-ms', '0', '--heartbeat-ms', '2000', ...extraArgs, ...args], demoBinary);
 
 /** Opens the demo as `user` at `base`; returns the page and what its console said. */
 async function open(base, user = 'alice') {

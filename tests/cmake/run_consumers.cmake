@@ -19,9 +19,11 @@ run(${CMAKE_COMMAND} -S ${here}/find_package -B ${WORK_DIR}/fp-build -DCMAKE_CXX
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/fp-build)
 run(${WORK_DIR}/fp-build/consumer)
 run(${WORK_DIR}/fp-build/server_consumer)
-if(EXISTS ${WORK_DIR}/fp-build/redis_consumer)
-  run(${WORK_DIR}/fp-build/redis_consumer)
-endif()
+foreach(optional IN ITEMS redis_consumer postgres_consumer)
+  if(EXISTS ${WORK_DIR}/fp-build/${optional})
+    run(${WORK_DIR}/fp-build/${optional})
+  endif()
+endforeach()
 
 # 2. add_subdirectory
 run(${CMAKE_COMMAND} -S ${here}/add_subdirectory -B ${WORK_DIR}/as-build -DCMAKE_CXX_COMPILER=${CXX}

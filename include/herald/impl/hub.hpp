@@ -72,6 +72,14 @@ inline position hub::head(std::string_view channel) {
     return p;
 }
 
+inline void hub::async_fetch(std::string channel, std::optional<position> since, fetch_handler done) {
+    if (auto e = validate_channel(channel)) {
+        done(e, fetch_result{});
+        return;
+    }
+    backplane_->fetch(std::move(channel), std::move(since), std::move(done));
+}
+
 // Publishes a checked message through the backplane's asynchronous form.
 inline void hub::publish_checked(std::string channel, std::string data, publish_handler done) {
     backplane_->publish(std::move(channel), std::move(data), [this, done = std::move(done)](std::error_code ec, position p) {

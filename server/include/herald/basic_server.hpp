@@ -117,6 +117,18 @@ public:
     /// own small pages; herald is not a web framework.
     void handle(std::string path, http_handler h) { handlers_[std::move(path)] = std::move(h); }
 
+    /// Adds `report()`'s JSON to `/herald/diagnose` under `components.<name>`: the state and
+    /// counters of a part the CMS runs beside the server (herald::outbox::postgres's stats()).
+    /// Called on an I/O thread per diagnose request; set before start().
+    void add_diagnose(std::string name, std::function<nlohmann::json()> report) {
+        diagnose_reports_[std::move(name)] = std::move(report);
+    }
+
+    /// Appends `text()` (metric families in Prometheus' text format, names starting with
+    /// `herald_`; herald::outbox::postgres::metrics_text()) to `/herald/metrics`. Called on an
+    /// I/O thread per scrape; set before start().
+    void add_metrics(std::function<std::string()> text) { metrics_reports_.push_back(std::move(text)); }
+
     /// Binds, listens and (with its own io_context) starts the I/O threads.
     void start(std::error_code& ec) {
         ec.clear();
@@ -433,6 +445,7 @@ private:
         http_response res;
         res.content_type = "text/plain; version=0.0.4; charset=utf-8";
         res.body = detail::metrics_text(in);
+        for (const auto& text : metrics_reports_) res.body += text();
         res.headers.emplace_back("Cache-Control", "no-store");
         return res;
     }
@@ -459,7 +472,14 @@ private:
                            {"published", st.published}, {"deliveries", st.deliveries},
                            {"slow_consumers", st.slow_consumers}}},
                 {"backplane", backplane_json(st.refetches)},
-                {"draining", ctx_.draining.load()}};
+                {"draining", ctx_.draining.load()},
+                {"components", components()}};
+    }
+
+    nlohmann::json components() const {
+        nlohmann::json out = nlohmann::json::object();
+        for (const auto& [name, report] : diagnose_reports_) out[name] = report();
+        return out;
     }
 
     nlohmann::json backplane_json(std::uint64_t refetches) const {
@@ -482,6 +502,8 @@ private:
     std::tuple<typename Transports::options...> transport_options_;
     std::tuple<std::unique_ptr<Transports>...> transports_;
     std::map<std::string, http_handler, std::less<>> handlers_;
+    std::map<std::string, std::function<nlohmann::json()>> diagnose_reports_;  // add_diagnose
+    std::vector<std::function<std::string()>> metrics_reports_;                // add_metrics
     std::atomic<int> diagnose_held_{0};  // diagnose answers held or streaming now
 
     std::unique_ptr<net::detail::wake_batch> wakes_;

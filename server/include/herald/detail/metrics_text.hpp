@@ -7,6 +7,7 @@
 #include <herald/error.hpp>
 #include <herald/hub.hpp>
 #include <herald/net/metrics.hpp>
+#include <herald/detail/prometheus_text.hpp>
 
 #include <cstdint>
 #include <cstdio>
@@ -15,58 +16,22 @@
 
 namespace herald::detail {
 
-/// Writes one metric family after another, each with its HELP and TYPE.
-class prometheus_text {
-public:
-    void family(std::string_view name, std::string_view type, std::string_view help) {
-        out_ += "# HELP ";
-        out_ += name;
-        out_ += ' ';
-        out_ += help;
-        out_ += "\n# TYPE ";
-        out_ += name;
-        out_ += ' ';
-        out_ += type;
-        out_ += '\n';
+/// A histogram family: cumulative buckets, +Inf, _sum and _count.
+inline void write_histogram(prometheus_text& p, std::string_view name, std::string_view help,
+                        const net::latency_histogram::snapshot_t& h) {
+    p.family(name, "histogram", help);
+    const std::string bucket = std::string(name) + "_bucket";
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < net::latency_histogram::bounds.size(); ++i) {
+        cumulative += h.counts[i];
+        char le[48];
+        std::snprintf(le, sizeof le, "{le=\"%g\"}", net::latency_histogram::bounds[i]);
+        p.sample(bucket, le, static_cast<double>(cumulative));
     }
-    /// A sample: `labels` is empty or `{k="v",...}` (values herald's own: no escaping needed).
-    void sample(std::string_view name, std::string_view labels, double value) {
-        out_ += name;
-        out_ += labels;
-        out_ += ' ';
-        char buf[32];
-        const double rounded = static_cast<double>(static_cast<std::int64_t>(value));
-        if (rounded == value && value < 9e15 && value > -9e15)
-            std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(value));
-        else
-            std::snprintf(buf, sizeof buf, "%.9g", value);
-        out_ += buf;
-        out_ += '\n';
-    }
-    /// One family with one unlabelled sample.
-    void single(std::string_view name, std::string_view type, std::string_view help, double value) {
-        family(name, type, help);
-        sample(name, {}, value);
-    }
-    void histogram(std::string_view name, std::string_view help, const net::latency_histogram::snapshot_t& h) {
-        family(name, "histogram", help);
-        const std::string bucket = std::string(name) + "_bucket";
-        std::uint64_t cumulative = 0;
-        for (std::size_t i = 0; i < net::latency_histogram::bounds.size(); ++i) {
-            cumulative += h.counts[i];
-            char le[48];
-            std::snprintf(le, sizeof le, "{le=\"%g\"}", net::latency_histogram::bounds[i]);
-            sample(bucket, le, static_cast<double>(cumulative));
-        }
-        sample(bucket, "{le=\"+Inf\"}", static_cast<double>(h.count));
-        sample(std::string(name) + "_sum", {}, h.sum_seconds);
-        sample(std::string(name) + "_count", {}, static_cast<double>(h.count));
-    }
-    std::string take() { return std::move(out_); }
-
-private:
-    std::string out_;
-};
+    p.sample(bucket, "{le=\"+Inf\"}", static_cast<double>(h.count));
+    p.sample(std::string(name) + "_sum", {}, h.sum_seconds);
+    p.sample(std::string(name) + "_count", {}, static_cast<double>(h.count));
+}
 
 /// What /herald/metrics reads, gathered by the server at the scrape.
 struct metrics_input {
@@ -113,7 +78,7 @@ inline std::string metrics_text(const metrics_input& in) {
     p.single("herald_slow_consumer_disconnects_total", "counter", "Sessions closed because their outbound queue passed its cap.",
              u(in.hub.slow_consumers));
     p.single("herald_written_bytes_total", "counter", "Bytes written to client sockets (after TLS).", u(n.bytes_written.load()));
-    p.histogram("herald_delivery_latency_seconds",
+    write_histogram(p, "herald_delivery_latency_seconds",
                 "From a message's publish to its write to a client's socket, once per write batch (its first message). "
                 "A message a client got on its resume counts with the time it waited for the client.",
                 n.delivery_latency.snapshot());
