@@ -5,6 +5,8 @@
 #   benchmarks/run.sh            every scenario, 3 repetitions, interleaved (~15-20 min)
 #   benchmarks/run.sh --quick    the main scenarios once, shorter (~3 min)
 #   benchmarks/run.sh --reps N --only 'fanout-1000'   N repetitions of the scenarios matching a regex
+#   benchmarks/run.sh --uws-src DIR [--usockets-src DIR]   also uWebSockets (DIR: its source tree,
+#                                with uSockets in DIR/uSockets unless --usockets-src names it)
 #
 # Builds Release into benchmarks/out/net-build, installs the Node peers (benchmarks/net/peers,
 # pinned by its lockfile), pins each server to core 0 and the load generator to core 1, and
@@ -14,13 +16,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-reps=3 quick=0 only=""
+reps=3 quick=0 only="" uws_src="" usockets_src=""
 while (($#)); do
   case $1 in
     --quick) quick=1; reps=1 ;;
     --reps) reps=$2; shift ;;
     --only) only=$2; shift ;;
-    *) echo "usage: benchmarks/run.sh [--quick] [--reps N] [--only REGEX]"; exit 2 ;;
+    --uws-src) uws_src=$(realpath -m "$2"); shift ;;
+    --usockets-src) usockets_src=$(realpath -m "$2"); shift ;;
+    *) echo "usage: benchmarks/run.sh [--quick] [--reps N] [--only REGEX] [--uws-src DIR [--usockets-src DIR]]"; exit 2 ;;
   esac
   shift
 done
@@ -31,11 +35,28 @@ mkdir -p "$out" benchmarks/results
 scripts/setup.sh >/dev/null
 command -v node >/dev/null || { echo "run.sh: node is needed for the peers (scripts/setup.sh --browser installs it)"; exit 1; }
 
+# uWebSockets is a peer only when its sources are given (they are not vendored here).
+targets=(herald-netload herald-bench-server herald-bench-wspp)
+uws="" uws_version=""
+if [[ -n "$uws_src" ]]; then
+  [[ -f "$uws_src/src/App.h" ]] || { echo "run.sh: --uws-src $uws_src: no src/App.h there (a uWebSockets source tree?)"; exit 2; }
+  [[ -f "${usockets_src:-$uws_src/uSockets}/src/libusockets.h" ]] \
+    || { echo "run.sh: no uSockets in ${usockets_src:-$uws_src/uSockets} (give --usockets-src DIR)"; exit 2; }
+  targets+=(herald-bench-uws) uws=uws
+  # Their commits for the report when they are git checkouts (a git-archive export has none).
+  rev() { [[ "$(git -C "$1" rev-parse --show-toplevel 2>/dev/null)" == "$1" ]] && git -C "$1" rev-parse --short=12 HEAD || echo "?"; }
+  uws_version="$(rev "$uws_src"), uSockets $(rev "${usockets_src:-$uws_src/uSockets}")"
+  echo "== uWebSockets: $uws_src ($uws_version)"
+else
+  echo "== uWebSockets: skipped (give --uws-src DIR, a uWebSockets source tree with uSockets in DIR/uSockets; benchmarks/README.md)"
+fi
+
 echo "== build (Release, $build)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHERALD_BUILD_TESTS=OFF -DHERALD_BUILD_EXAMPLES=OFF \
-      -DHERALD_BUILD_BENCHMARKS=ON -DHERALD_INSTALL=OFF > "$build.configure.log" 2>&1 \
+      -DHERALD_BUILD_BENCHMARKS=ON -DHERALD_INSTALL=OFF \
+      -DHERALD_UWS_SRC="$uws_src" -DHERALD_USOCKETS_SRC="$usockets_src" > "$build.configure.log" 2>&1 \
   || { cat "$build.configure.log"; exit 1; }
-cmake --build "$build" -j2 --target herald-netload herald-bench-server herald-bench-wspp > "$build.build.log" 2>&1 \
+cmake --build "$build" -j2 --target "${targets[@]}" > "$build.build.log" 2>&1 \
   || { tail -50 "$build.build.log"; exit 1; }
 bin=$build/benchmarks/net
 
@@ -70,6 +91,7 @@ start_server() {
   case $1 in
     herald|herald-lp) taskset -c $server_core "$bin/herald-bench-server" --port $port > "$log" 2>&1 & ;;
     wspp) taskset -c $server_core "$bin/herald-bench-wspp" --port $port > "$log" 2>&1 & ;;
+    uws) taskset -c $server_core "$bin/herald-bench-uws" --port $port > "$log" 2>&1 & ;;
     ws) taskset -c $server_core node benchmarks/net/peers/ws-server.mjs $port > "$log" 2>&1 & ;;
     socketio) taskset -c $server_core node benchmarks/net/peers/socketio-server.mjs $port > "$log" 2>&1 & ;;
   esac
@@ -88,7 +110,7 @@ start_server() {
   case $1 in
     herald) path=/herald/ws transport=websocket ;;
     herald-lp) path=/herald/ws transport=herald-longpoll ;;
-    wspp|ws) path=/ transport=websocket ;;
+    wspp|ws|uws) path=/ transport=websocket ;;
     socketio) path=/ transport=socketio ;;
   esac
 }
@@ -96,16 +118,16 @@ start_server() {
 # Scenarios: label | servers | load generator arguments.
 if (( quick )); then d=2; w=1; else d=4; w=1; fi
 scenarios=(
-  "fanout-100-paced|herald wspp ws|--connections 100 --window 4"
-  "fanout-100-bursty|herald wspp ws|--connections 100 --window 256"
-  "fanout-1000-paced|herald wspp ws|--connections 1000 --window 4"
-  "fanout-1000-bursty|herald wspp ws|--connections 1000 --window 256"
-  "fanout-10000-paced|herald wspp ws|--connections 10000 --window 4 --max-inflight 128"
-  "fanout-10000-bursty|herald wspp ws|--connections 10000 --window 256 --max-inflight 128"
-  "channels-10000|herald wspp ws|--connections 10000 --groups 100 --window 64"
-  "latency-1000-at-20|herald wspp ws|--connections 1000 --rate 20"
-  "latency-1000-at-1000|herald wspp ws|--connections 1000 --rate 1000"
-  "idle-10000|herald wspp ws|--connections 10000 --groups 10000 --idle"
+  "fanout-100-paced|herald $uws wspp ws|--connections 100 --window 4"
+  "fanout-100-bursty|herald $uws wspp ws|--connections 100 --window 256"
+  "fanout-1000-paced|herald $uws wspp ws|--connections 1000 --window 4"
+  "fanout-1000-bursty|herald $uws wspp ws|--connections 1000 --window 256"
+  "fanout-10000-paced|herald $uws wspp ws|--connections 10000 --window 4 --max-inflight 128"
+  "fanout-10000-bursty|herald $uws wspp ws|--connections 10000 --window 256 --max-inflight 128"
+  "channels-10000|herald $uws wspp ws|--connections 10000 --groups 100 --window 64"
+  "latency-1000-at-20|herald $uws wspp ws|--connections 1000 --rate 20"
+  "latency-1000-at-1000|herald $uws wspp ws|--connections 1000 --rate 1000"
+  "idle-10000|herald $uws wspp ws|--connections 10000 --groups 10000 --idle"
   "longpoll-1000|herald-lp socketio|--connections 1000 --max-inflight 64"
 )
 if (( quick )); then
@@ -146,5 +168,5 @@ for ((rep = 1; rep <= reps; rep++)); do
 done
 
 echo "== report"
-/usr/bin/python3 benchmarks/net/report.py "$results" --reps "$reps" --quick "$quick" \
+/usr/bin/python3 benchmarks/net/report.py "$results" --reps "$reps" --quick "$quick" ${uws:+--uws-version "$uws_version"} \
   --results-md benchmarks/RESULTS.md --readme benchmarks/README.md --chart benchmarks/results/net.png

@@ -16,6 +16,7 @@ SERVER_NAMES = {
     "herald": "herald (WebSocket)",
     "wspp": "websocketpp, naive",
     "ws": "Node ws",
+    "uws": "uWebSockets (pub/sub)",
     "herald-lp": "herald (long-poll)",
     "socketio": "Socket.IO (polling)",
 }
@@ -57,6 +58,10 @@ def fmt_rate(v):
     return f"{v / 1e6:.2f} M" if v >= 1e5 else f"{v / 1e3:.1f} k"
 
 
+def ratio(v, base):
+    return f"{v / base:.2f}×" if v and base else ""
+
+
 def fmt_ms(v):
     return "—" if v is None else (f"{v / 1000:.1f}" if v >= 10000 else f"{v / 1000:.2f}")
 
@@ -68,7 +73,7 @@ def cmd(args):
         return "?"
 
 
-def versions():
+def versions(uws_version=None):
     pkg = {}
     lock = os.path.join(os.path.dirname(__file__), "peers", "package-lock.json")
     try:
@@ -93,7 +98,7 @@ def versions():
         "cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
         "compiler": cmd(["c++", "--version"]).splitlines()[0] if cmd(["c++", "--version"]) else "?",
         "node": cmd(["node", "--version"]), "ws": pkg.get("ws", "?"), "socket.io": pkg.get("socket.io", "?"),
-        "websocketpp": wspp, "herald": cmd(["git", "describe", "--always", "--dirty"]),
+        "websocketpp": wspp, "herald": cmd(["git", "describe", "--always", "--dirty"]), "uws": uws_version,
     }
 
 
@@ -102,12 +107,17 @@ def build_tables(runs, order, reps):
     for (label, server) in runs:
         if server not in servers_of[label]:
             servers_of[label].append(server)
+    # The uWebSockets columns (each server against it: herald / uws) only when it ran.
+    uws = any(s == "uws" for (_, s) in runs)
+    vs_uws = lambda l, s, field: (f" {ratio(med(runs[(l, s)], field), med(runs.get((l, 'uws'), []), field))} |"
+                                  if uws else "")
     lines = []
     # Throughput scenarios.
     thr = [l for l in order if l.startswith(("fanout", "channels", "longpoll"))]
     if thr:
-        lines += ["| scenario | server | deliveries/s (median) | vs websocketpp | vs Node ws | per server CPU-second | p50 / p99 ms | server CPU | load-gen CPU | lost / undelivered / late / bad / failed |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += ["| scenario | server | deliveries/s (median) |" + (" vs uWebSockets |" if uws else "") +
+                  " vs websocketpp | vs Node ws | per server CPU-second | p50 / p99 ms | server CPU | load-gen CPU | lost / undelivered / late / bad / failed |",
+                  "|---|---|---:|" + ("---:|" if uws else "") + "---:|---:|---:|---:|---:|---:|---|"]
         for l in thr:
             base_wspp = med(runs.get((l, "wspp"), []), "deliveries_per_s")
             base_ws = med(runs.get((l, "ws"), []), "deliveries_per_s")
@@ -115,37 +125,39 @@ def build_tables(runs, order, reps):
             for s in servers_of[l]:
                 rs = runs[(l, s)]
                 v = med(rs, "deliveries_per_s")
-                r1 = f"{v / base_wspp:.2f}×" if v and base_wspp else ""
-                r2 = f"{v / base_ws:.2f}×" if v and base_ws else (f"{v / base_sio:.2f}× Socket.IO" if v and base_sio and s != "socketio" else "")
+                r1 = ratio(v, base_wspp)
+                r2 = ratio(v, base_ws) if v and base_ws else (f"{v / base_sio:.2f}× Socket.IO" if v and base_sio and s != "socketio" else "")
                 checks = integrity(rs)
                 eff = med([dict(r, eff=r["deliveries_per_s"] / r["server_cpu"]) for r in rs
                            if r.get("server_cpu", 0) > 0 and "deliveries_per_s" in r], "eff")
-                lines.append(f"| {l} | {SERVER_NAMES.get(s, s)} | {fmt_rate(v)} | {r1} | {r2} | {fmt_rate(eff)} | "
+                lines.append(f"| {l} | {SERVER_NAMES.get(s, s)} | {fmt_rate(v)} |{vs_uws(l, s, 'deliveries_per_s')} {r1} | {r2} | {fmt_rate(eff)} | "
                              f"{fmt_ms(med(rs, 'lat_p50_us'))} / {fmt_ms(med(rs, 'lat_p99_us'))} | "
                              f"{med(rs, 'server_cpu') or 0:.2f} | {med(rs, 'loadgen_cpu') or 0:.2f} | {checks} |")
         lines.append("")
     lat = [l for l in order if l.startswith("latency")]
     if lat:
-        lines += ["| scenario | server | p50 ms | p99 ms | p99.9 ms | max ms | deliveries/s | server CPU | lost / undelivered / late / bad / failed |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+        lines += ["| scenario | server | p50 ms | p99 ms |" + (" p99 vs uWebSockets |" if uws else "") +
+                  " p99.9 ms | max ms | deliveries/s | server CPU | load-gen CPU | lost / undelivered / late / bad / failed |",
+                  "|---|---|---:|---:|" + ("---:|" if uws else "") + "---:|---:|---:|---:|---:|---|"]
         for l in lat:
             for s in servers_of[l]:
                 rs = runs[(l, s)]
                 checks = integrity(rs)
-                lines.append(f"| {l} | {SERVER_NAMES.get(s, s)} | {fmt_ms(med(rs, 'lat_p50_us'))} | {fmt_ms(med(rs, 'lat_p99_us'))} | "
+                lines.append(f"| {l} | {SERVER_NAMES.get(s, s)} | {fmt_ms(med(rs, 'lat_p50_us'))} | {fmt_ms(med(rs, 'lat_p99_us'))} |{vs_uws(l, s, 'lat_p99_us')} "
                              f"{fmt_ms(med(rs, 'lat_p999_us'))} | {fmt_ms(med(rs, 'lat_max_us'))} | {fmt_rate(med(rs, 'deliveries_per_s'))} | "
-                             f"{med(rs, 'server_cpu') or 0:.2f} | {checks} |")
+                             f"{med(rs, 'server_cpu') or 0:.2f} | {med(rs, 'loadgen_cpu') or 0:.2f} | {checks} |")
         lines.append("")
     idle = [l for l in order if l.startswith("idle")]
     if idle:
-        lines += ["| scenario | server | user-space bytes per idle connection (RSS delta / connections) | connections ready |",
-                  "|---|---|---:|---:|"]
+        lines += ["| scenario | server | user-space bytes per idle connection (RSS delta / connections) |" +
+                  (" vs uWebSockets |" if uws else "") + " connections ready |",
+                  "|---|---|---:|" + ("---:|" if uws else "") + "---:|"]
         for l in idle:
             for s in servers_of[l]:
                 rs = runs[(l, s)]
                 v = med(rs, "bytes_per_conn")
                 ready = min((r.get("ready", 0) for r in rs), default=0)
-                lines.append(f"| {l} | {SERVER_NAMES.get(s, s)} | {'—' if v is None else f'{v:,.0f} B ({v / 1024:.2f} KiB)'} | {ready} |")
+                lines.append(f"| {l} | {SERVER_NAMES.get(s, s)} | {'—' if v is None else f'{v:,.0f} B ({v / 1024:.2f} KiB)'} |{vs_uws(l, s, 'bytes_per_conn')} {ready} |")
         lines.append("")
     return lines
 
@@ -153,22 +165,36 @@ def build_tables(runs, order, reps):
 def headline(runs):
     def g(l, s, f):
         return med(runs.get((l, s), []), f)
-    rows = ["| | herald | websocketpp (naive) | Node ws |", "|---|---:|---:|---:|"]
+    # With uWebSockets in the run: its column and herald / uWebSockets after herald's.
+    peers = (["uws"] if any(s == "uws" for (_, s) in runs) else []) + ["wspp", "ws"]
+    head = {"uws": "uWebSockets", "wspp": "websocketpp (naive)", "ws": "Node ws"}
+    rows = ["| | herald |" + (" herald / uWebSockets |" if "uws" in peers else "") +
+            "".join(f" {head[p]} |" for p in peers),
+            "|---|---:|" + "---:|" * (len(peers) + ("uws" in peers))]
+
+    def row(name, l, field, fmt):
+        cells = [fmt(g(l, "herald", field))]
+        if "uws" in peers:
+            cells.append(ratio(g(l, "herald", field), g(l, "uws", field)))
+        cells += [fmt(g(l, p, field)) for p in peers]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+
     for l, name in (("fanout-1000-paced", "fan-out to 1000, paced (deliveries/s)"),
                     ("fanout-1000-bursty", "fan-out to 1000, bursty (deliveries/s)"),
                     ("channels-10000", "10k connections, personal + group channels (deliveries/s)")):
         if (l, "herald") in runs:
-            rows.append(f"| {name} | {fmt_rate(g(l, 'herald', 'deliveries_per_s'))} | {fmt_rate(g(l, 'wspp', 'deliveries_per_s'))} | {fmt_rate(g(l, 'ws', 'deliveries_per_s'))} |")
+            row(name, l, "deliveries_per_s", fmt_rate)
     l = "latency-1000-at-1000"
     if (l, "herald") in runs:
-        rows.append(f"| 1000 msg/s to 1000 subscribers, p99 (ms) | {fmt_ms(g(l, 'herald', 'lat_p99_us'))} | {fmt_ms(g(l, 'wspp', 'lat_p99_us'))} | {fmt_ms(g(l, 'ws', 'lat_p99_us'))} |")
+        row("1000 msg/s to 1000 subscribers, p99 (ms)", l, "lat_p99_us", fmt_ms)
     l = "idle-10000"
     if (l, "herald") in runs:
-        kib = lambda v: "—" if v is None else f"{v / 1024:.1f} KiB"
-        rows.append(f"| memory per idle connection (10k, subscribed) | {kib(g(l, 'herald', 'bytes_per_conn'))} | {kib(g(l, 'wspp', 'bytes_per_conn'))} | {kib(g(l, 'ws', 'bytes_per_conn'))} |")
+        row("memory per idle connection (10k, subscribed)", l, "bytes_per_conn",
+            lambda v: "—" if v is None else f"{v / 1024:.1f} KiB")
     l = "longpoll-1000"
     if (l, "herald-lp") in runs:
-        rows.append(f"| long-poll, 1000 pollers (deliveries/s; Socket.IO polling in the last column) | {fmt_rate(g(l, 'herald-lp', 'deliveries_per_s'))} | | {fmt_rate(g(l, 'socketio', 'deliveries_per_s'))} |")
+        rows.append(f"| long-poll, 1000 pollers (deliveries/s; Socket.IO polling in the last column) | {fmt_rate(g(l, 'herald-lp', 'deliveries_per_s'))} |"
+                    + " |" * (len(peers) - 1 + ("uws" in peers)) + f" {fmt_rate(g(l, 'socketio', 'deliveries_per_s'))} |")
     return rows
 
 
@@ -176,7 +202,7 @@ def chart(runs, order, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    colors = {"herald": "#2b6cb0", "herald-lp": "#2b6cb0", "wspp": "#dd6b20", "ws": "#38a169", "socketio": "#805ad5"}
+    colors = {"herald": "#2b6cb0", "herald-lp": "#2b6cb0", "uws": "#c53030", "wspp": "#dd6b20", "ws": "#38a169", "socketio": "#805ad5"}
     thr = [l for l in order if l.startswith(("fanout", "channels", "longpoll"))]
     lat = [l for l in order if l.startswith("latency")]
     idle = [l for l in order if l.startswith("idle")]
@@ -235,11 +261,12 @@ def main():
     ap.add_argument("--results-md")
     ap.add_argument("--readme")
     ap.add_argument("--chart")
+    ap.add_argument("--uws-version", help="uWebSockets/uSockets sources used (run.sh: their commits when git checkouts)")
     a = ap.parse_args()
     runs, order = load(a.results)
     tables = build_tables(runs, order, a.reps)
     print("\n".join(tables))
-    v = versions()
+    v = versions(a.uws_version)
     load_avg = open("/proc/loadavg").read().split()[:3]
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     body = [
@@ -247,6 +274,7 @@ def main():
         "",
         f"`benchmarks/run.sh{' --quick' if a.quick else ''}` on {when}: {v['cores']} cores ({v['cpu']}), Linux {v['kernel']}, "
         f"{v['compiler']}; Node {v['node']}, ws {v['ws']}, Socket.IO {v['socket.io']}, websocketpp {v['websocketpp']}; "
+        f"{'uWebSockets ' + v['uws'] + '; ' if v['uws'] else ''}"
         f"herald {v['herald']}. Load average at the end: {' '.join(load_avg)} (the machine is shared: compare "
         f"servers within one run, not across runs).",
         "",
