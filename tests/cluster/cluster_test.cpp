@@ -2,51 +2,12 @@
 #include "cluster_fixture.hpp"
 
 #include <atomic>
-#include <map>
 #include <set>
 
 using namespace cluster;
 using herald::frame_type;
 using herald::position;
 
-namespace {
-
-std::string payload(int publisher, int n) { return "{\"p\":" + std::to_string(publisher) + ",\"n\":" + std::to_string(n) + "}"; }
-
-/// Publishes through `hub` at a steady pace from its own thread, counting every answer.
-struct steady_publisher {
-    herald::hub& hub;
-    std::string channel;
-    std::atomic<bool> stop{false};
-    std::atomic<std::uint64_t> attempts{0}, answered{0}, ok{0}, errors{0};
-    std::mutex mu;
-    std::vector<position> positions;  // of the successful ones, in answer order
-    std::map<int, std::uint64_t> error_codes;  // error value -> count
-    std::thread thread;
-
-    steady_publisher(herald::hub& h, std::string c, std::chrono::microseconds pace) : hub(h), channel(std::move(c)) {
-        thread = std::thread([this, pace] {
-            for (int n = 0; !stop && n < 1000000; ++n) {
-                ++attempts;
-                hub.async_publish(channel, payload(0, n), [this](std::error_code ec, position p) {
-                    std::lock_guard<std::mutex> lock(mu);
-                    if (ec) { ++errors; ++error_codes[ec.value()]; }
-                    else { ++ok; positions.push_back(std::move(p)); }
-                    ++answered;
-                });
-                std::this_thread::sleep_for(pace);
-            }
-        });
-    }
-    void finish() {
-        stop = true;
-        if (thread.joinable()) thread.join();
-    }
-    ~steady_publisher() { finish(); }
-    std::uint64_t ok_count() { return ok.load(); }
-};
-
-} // namespace
 
 TEST_CASE("fan-out: a publish on one server reaches subscribers on every server, in one order") {
     redis_process redis;
