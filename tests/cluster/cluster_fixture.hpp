@@ -238,7 +238,12 @@ struct server {
     std::thread loop;
 
     explicit server(std::uint16_t port, herald::hub_options opts = {}, herald::backplane::redis::options ro = {})
-        : redis(io, with_port(std::move(ro), port)) {
+        : server(std::vector<std::uint16_t>{port}, std::move(opts), std::move(ro)) {}
+
+    /// Channels sharded over the Redis at `ports`, in that order.
+    explicit server(const std::vector<std::uint16_t>& ports, herald::hub_options opts = {},
+                    herald::backplane::redis::options ro = {})
+        : redis(io, shards(ports, ro)) {
         loop = std::thread([this] { io.run(); });
         opts.log = logs.function();
         hub.emplace(std::move(opts), redis);
@@ -257,6 +262,13 @@ struct server {
     }
 
     herald::transport::inmemory::client connect() { return mem->connect(); }
+
+    static std::vector<herald::backplane::redis::options> shards(const std::vector<std::uint16_t>& ports,
+                                                                 const herald::backplane::redis::options& ro) {
+        std::vector<herald::backplane::redis::options> out;
+        for (std::uint16_t port : ports) out.push_back(with_port(ro, port));
+        return out;
+    }
 
     static herald::backplane::redis::options with_port(herald::backplane::redis::options o, std::uint16_t port) {
         o.port = port;
