@@ -115,7 +115,7 @@ int main(int argc, char** argv) {
     opts.port = 8080;
     int interval_ms = 1500;
     bool websocket = true, longpoll = true;
-    std::string assets = HERALD_DEMO_ASSETS, redis_address;
+    std::string assets = HERALD_DEMO_ASSETS, redis_address, redis_sentinels, redis_master;
     long token_ttl_ms = 10 * 60 * 1000;
     std::string token_secret;
     app.add_option("--address", opts.address, "address to listen on");
@@ -126,7 +126,10 @@ int main(int argc, char** argv) {
     app.add_flag("!--no-websocket", websocket, "switch the WebSocket transport off (clients use long-poll)");
     app.add_flag("!--no-longpoll", longpoll, "switch the long-poll transport off");
     app.add_option("--assets", assets, "directory of the page's files");
-    app.add_option("--redis", redis_address, "host:port of Redis: several demo servers share publishes and history");
+    app.add_option("--redis", redis_address,
+                   "host:port[,host:port...] of Redis: several demo servers share publishes and history (several Redis: channels sharded over them)");
+    app.add_option("--redis-sentinel", redis_sentinels, "host:port[,host:port...] of Redis Sentinels that watch --redis-master");
+    app.add_option("--redis-master", redis_master, "NAME[,NAME...]: the primary the sentinels know by that name (several: shards)");
     app.add_option("--server-id", opts.server_id, "this server's name in welcome and /herald/info");
     app.add_option("--tls-cert", opts.tls.cert_chain_file, "PEM certificate chain: serve https and wss on the port");
     app.add_option("--tls-key", opts.tls.private_key_file, "PEM private key of --tls-cert");
@@ -146,10 +149,15 @@ int main(int argc, char** argv) {
 
     // One process: the local backplane. Several: Redis, on a loop of its own (see examples/cluster).
     std::optional<herald::backplane::redis_thread> redis;
-    if (!redis_address.empty()) {
-        redis.emplace(herald::backplane::redis::options::at(redis_address));
+    if (!redis_address.empty() || !redis_sentinels.empty()) {
+        try {
+            redis.emplace(herald::backplane::redis_options::from_flags(redis_address, redis_sentinels, redis_master));
+        } catch (const std::invalid_argument& e) {
+            std::cerr << e.what() << '\n';
+            return 2;
+        }
         if (!redis->backplane().wait_connected(std::chrono::seconds(5)))
-            std::cerr << "Redis at " << redis_address << " is not answering yet: publishes fail until it does\n";
+            std::cerr << "Redis at " << redis_address << redis_sentinels << " is not answering yet: publishes fail until it does\n";
     }
     server_type server = redis ? server_type(opts, redis->backplane()) : server_type(opts);
     server.options_of<herald::transport::websocket>().enabled = websocket;

@@ -58,20 +58,45 @@ struct redis_options {
     /// empty list, an address without a valid port, or an empty name.
     static redis_options by_sentinel(std::string_view sentinel_addresses, std::string_view master) {
         redis_options o;
-        for (std::string_view rest = sentinel_addresses; !rest.empty();) {
-            const std::size_t comma = rest.find(',');
-            const std::string_view one = rest.substr(0, comma);
+        for (std::string_view one : split_list(sentinel_addresses)) {
             std::string host;
             std::uint16_t port = 0;
             split_address(one, host, port);
             if (one.find(':') == std::string_view::npos) throw std::invalid_argument("herald: a sentinel needs host:port");
             o.sentinels.push_back(host + ":" + std::to_string(port));
-            rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
         }
         if (o.sentinels.empty()) throw std::invalid_argument("herald: no sentinel address");
         if (master.empty()) throw std::invalid_argument("herald: a sentinel setup needs the master's name");
         o.master_name = std::string(master);
         return o;
+    }
+
+    /// The shards that command-line flags name (the demo's and the test server's `--redis`,
+    /// `--redis-sentinel`, `--redis-master`): `addresses` "host:port[,host:port...]", one shard
+    /// each; or `sentinel_addresses` "host:port[,...]" with `masters` "NAME[,NAME...]", one
+    /// shard per name, all watched by those sentinels. Empty when none is given. Throws
+    /// std::invalid_argument on a bad address, both forms at once, or sentinels without a name.
+    static std::vector<redis_options> from_flags(std::string_view addresses, std::string_view sentinel_addresses,
+                                                 std::string_view masters) {
+        std::vector<redis_options> shards;
+        if (!addresses.empty() && !sentinel_addresses.empty())
+            throw std::invalid_argument("herald: give Redis addresses or sentinels, not both");
+        if (sentinel_addresses.empty() != masters.empty())
+            throw std::invalid_argument("herald: sentinels and a master name go together");
+        for (std::string_view one : split_list(addresses)) shards.push_back(at(one));
+        for (std::string_view name : split_list(masters)) shards.push_back(by_sentinel(sentinel_addresses, name));
+        return shards;
+    }
+
+    /// "a,b,c" into its non-empty parts.
+    static std::vector<std::string_view> split_list(std::string_view list) {
+        std::vector<std::string_view> out;
+        while (!list.empty()) {
+            const std::size_t comma = list.find(',');
+            if (comma != 0) out.push_back(list.substr(0, comma));
+            list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+        }
+        return out;
     }
 
     /// `host:port` (port 1..65535) or `host` (port unchanged) into its parts; throws
