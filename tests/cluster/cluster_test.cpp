@@ -480,3 +480,47 @@ TEST_CASE("misuse: a second hub on a copy of the same Redis backplane is refused
     a.hub->publish("news", payload(1, 0));
     CHECK(on_a.until([&] { return on_a.messages == 1; }));
 }
+
+TEST_CASE("faults: Redis answering errors (out of memory) under load: logged once with a count, not once per publish") {
+    redis_process redis;
+    server a(redis.port());
+    REQUIRE(a.redis.wait_connected(5s));
+    a.hub->publish("c", payload(1, 0));
+    redis.command({"CONFIG", "SET", "maxmemory-policy", "noeviction"});
+    redis.command({"CONFIG", "SET", "maxmemory", "1"});  // every write: OOM
+    int failed = 0;
+    for (int i = 0; i < 200; ++i) {
+        std::error_code ec;
+        a.hub->publish("c", payload(1, i), ec);
+        failed += ec == herald::error::backplane_unavailable;
+    }
+    CHECK(failed == 200);
+    const auto count = [&](std::string_view part) {
+        std::lock_guard<std::mutex> lock(a.logs.mu);
+        return std::count_if(a.logs.lines.begin(), a.logs.lines.end(), [&](const std::string& l) { return l.find(part) != l.npos; });
+    };
+    CHECK(count("OOM") == 1);
+    CHECK(a.redis.stats().server_errors == 200);
+    CHECK(a.redis.stats().last_error.find("OOM") == 0);
+    CHECK(a.redis.state() == herald::backplane::redis_state::connected);  // Redis answers: the link stays
+    redis.command({"CONFIG", "SET", "maxmemory", "0"});
+    CHECK(a.hub->publish("c", payload(1, 1)).offset == 2);
+    CHECK(a.logs.contains("succeed again on 127.0.0.1:" + std::to_string(redis.port()) + " after 200 error(s) OOM"));
+}
+
+TEST_CASE("follow: hub head() leaves no Redis subscription behind") {
+    redis_process redis;
+    server a(redis.port());
+    REQUIRE(a.redis.wait_connected(5s));
+    a.hub->publish("quiet", payload(1, 0));
+    for (int i = 0; i < 20; ++i) CHECK(a.hub->head("quiet").offset == 1);
+    CHECK(a.hub->head("never.published").offset == 0);
+    // No prune_interval to wait for: the fetch's answer unsubscribes what nobody follows.
+    CHECK(eventually([&] { return a.redis.stats().followed == 0 && redis.command({"PUBSUB", "CHANNELS"}).empty(); }, 1s));
+    follower f(a.connect());  // a subscriber still gets its own subscription
+    REQUIRE(f.follow("quiet"));
+    a.hub->head("quiet");
+    a.hub->publish("quiet", payload(1, 1));
+    CHECK(f.until([&] { return f.offsets("quiet") == std::vector<std::uint64_t>{2}; }));
+    CHECK(a.redis.stats().followed == 1);
+}
