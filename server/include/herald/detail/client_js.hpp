@@ -440,6 +440,10 @@ class Client {
     } else if (f.recovered === false) {
       ch.cursor = head;
       this.#emit('resync', { channel: f.channel, ...head });
+    } else if (ch.cursor.epoch !== f.epoch) {
+      // recovered in another epoch: the stream was renamed (a Redis failover); the cursor's
+      // offset holds in it.
+      ch.cursor = { epoch: f.epoch, offset: ch.cursor.offset };
     }
     // recovered: the missed messages follow and move the cursor up to the head themselves.
   }
@@ -597,10 +601,10 @@ class WebSocketTransport {
     switch (code) {
       case 4008: return this.#end({ failure: false, delay: 0, reason: 'slow consumer (close 4008): resuming at once' });
       case 4000: return this.#end({ failure: false, delay: 0, reason: 'the server found the connection idle (close 4000)' });
-      case 4001: return this.#end({ failure: false, reason: 'the server is draining (close 4001)' });
+      case 4001: return this.#end({ failure: false, reason: 'the server is draining (close 400)herald_js"
+    R"herald_js(1)' });
       case 4003: return this.#end({ failure: false, expired: true, token: this.#token, reason: 'the credentials expired (close 4003)' });
-      default: return this.#end({ failure: true, reason: `websocket closed (code ${cod)herald_js"
-    R"herald_js(e}${said})` });
+      default: return this.#end({ failure: true, reason: `websocket closed (code ${code}${said})` });
     }
   }
 }
@@ -795,7 +799,8 @@ function call(fn, ...args) {
   try {
     fn(...args);
   } catch (e) {
-    if (typeof globalThis.reportError === 'function') globalThis.reportError(e);
+    if (type)herald_js"
+    R"herald_js(of globalThis.reportError === 'function') globalThis.reportError(e);
     else queueMicrotask(() => { throw e; });
   }
 }
