@@ -4,6 +4,8 @@
 
 #include <herald/backplane/redis.hpp>
 
+#include <poll.h>
+
 #include <map>
 #include <set>
 
@@ -40,6 +42,71 @@ struct sentinel_setup {
 };
 
 std::string at(const redis_process& r) { return "127.0.0.1:" + std::to_string(r.port()); }
+
+/// A "sentinel" on a loopback port of its own that answers every read with the same bytes: one
+/// that lies, or one that babbles. Stopped (and its thread joined) by its destructor.
+class fake_sentinel {
+public:
+    explicit fake_sentinel(std::string reply) : reply_(std::move(reply)) {
+        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(listener_ >= 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(listener_, 16) == 0);
+        socklen_t len = sizeof a;
+        REQUIRE(::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+        port_ = ntohs(a.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~fake_sentinel() {
+        stop_ = true;
+        thread_.join();
+        ::close(listener_);
+    }
+    std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+    int asked() const { return asked_; }
+
+private:
+    void serve() {
+        std::vector<int> clients;
+        for (int turn = 0; !stop_ && turn < 100000; ++turn) {  // 20 ms a turn: at most ~33 min
+            std::vector<pollfd> fds{{listener_, POLLIN, 0}};
+            for (int c : clients) fds.push_back({c, POLLIN, 0});
+            if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+            if (fds[0].revents & POLLIN) {
+                const int c = ::accept(listener_, nullptr, nullptr);
+                if (c >= 0 && clients.size() < 64) clients.push_back(c);
+                else if (c >= 0) ::close(c);
+            }
+            for (std::size_t i = 1; i < fds.size(); ++i) {
+                if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+                char buf[4096];
+                const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+                if (n > 0) {
+                    ++asked_;
+                    if (::write(fds[i].fd, reply_.data(), reply_.size()) >= 0) continue;
+                }
+                ::close(fds[i].fd);
+                clients.erase(std::find(clients.begin(), clients.end(), fds[i].fd));
+            }
+        }
+        for (int c : clients) ::close(c);
+    }
+
+    std::string reply_;
+    int listener_ = -1;
+    std::uint16_t port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> asked_{0};
+    std::thread thread_;
+};
+
+/// RESP: the answer to SENTINEL get-master-addr-by-name, naming `host` `port`.
+std::string names(const std::string& host, const std::string& port) {
+    return "*2\r\n$" + std::to_string(host.size()) + "\r\n" + host + "\r\n$" + std::to_string(port.size()) + "\r\n" + port + "\r\n";
+}
 
 } // namespace
 
@@ -136,6 +203,28 @@ TEST_CASE("sentinel: a sentinel that names a replica, or no primary, is not foll
         CHECK(ec == herald::error::backplane_unavailable);
         CHECK(a.redis.stats().last_error.find("not a primary") != std::string::npos);
         CHECK(rs.replica.command({"EXISTS", "herald:{c}:meta"}) == "0");
+    }
+    SECTION("a sentinel that names the replica: ROLE refuses it, the next sentinel is asked") {
+        fake_sentinel liar(names("127.0.0.1", std::to_string(rs.replica.port())));
+        auto o = rs.options();
+        o.sentinels = {liar.address(), at(*rs.sentinel)};
+        server a(0, {}, o);
+        REQUIRE(a.redis.wait_connected(10s));
+        CHECK(a.redis.stats().primary == at(rs.primary));
+        CHECK(liar.asked() >= 1);
+        CHECK(a.logs.contains("is not a primary"));
+        a.hub->publish("c", "1");
+        CHECK(rs.primary.command({"HGET", "herald:{c}:meta", "head"}) == "1");
+    }
+    SECTION("sentinels that babble (an error, a bad port, a wrong shape, nothing) are skipped") {
+        fake_sentinel error("-ERR no such master\r\n"), bad_port(names("127.0.0.1", "99999")),
+            shape("*3\r\n:1\r\n:2\r\n:3\r\n"), nil("*-1\r\n"), huge(names(std::string(300, 'h'), "6379"));
+        auto o = rs.options();
+        o.sentinels = {error.address(), bad_port.address(), shape.address(), nil.address(), huge.address(), at(*rs.sentinel)};
+        server a(0, {}, o);
+        REQUIRE(a.redis.wait_connected(10s));
+        CHECK(a.redis.stats().primary == at(rs.primary));
+        for (const fake_sentinel* f : {&error, &bad_port, &shape, &nil, &huge}) CHECK(f->asked() >= 1);
     }
     SECTION("an unknown master name: every sentinel asked, then unavailable") {
         auto o = rs.options();

@@ -616,6 +616,7 @@ private:
             note(log_level::warning, "redis: now on primary " + where() + " (was " + last_primary_ + ")");
         }
         last_primary_ = where();
+        named_ = false;
         set_state(state::connected);
         note(log_level::info, "redis: connected to " + where());
         for (auto& [channel, f] : followed_) sub_command("SUBSCRIBE", channel);
@@ -639,7 +640,9 @@ private:
         set_state(state::reconnecting);
         remember_error(why);
         if (was_up) disconnects_.fetch_add(1, std::memory_order_relaxed);
-        if (ask_.ac) ++asking_;  // that sentinel did not answer in time: the next one, next time
+        // That sentinel did not answer in time, or named a server that is down or not a
+        // primary (it lies, or it is behind): the next one, next time.
+        if (ask_.ac || std::exchange(named_, false)) ++asking_;
         close_connections();
         for (auto& [channel, f] : followed_) {
             f.resync = f.resync || f.confirmed;
@@ -823,6 +826,7 @@ private:
         asio::post(strand_, [self = shared_from_this(), host, port, attempt = attempt_] {
             if (attempt != self->attempt_ || self->current() == state::stopped || !self->ask_.ac) return;
             self->retire(self->ask_);
+            self->named_ = true;
             self->host_ = host;
             self->port_ = port;
             self->connect_primary();
@@ -832,6 +836,7 @@ private:
     /// Keeps one connection to a sentinel subscribed to `+switch-master`, so that a failover
     /// is followed at once rather than when the old primary's connections fail.
     void watch_sentinels(clock::time_point now) {
+        if (watch_.ac && !watch_confirmed_ && now - watch_opened_ > opts_.connect_timeout) close(watch_);  // it hangs
         if (opts_.sentinels.empty() || watch_.ac || now < next_watch_) return;
         next_watch_ = now + std::max(opts_.reconnect_min, std::chrono::milliseconds(500));
         std::string host;
@@ -841,6 +846,8 @@ private:
         } catch (const std::invalid_argument&) {
         }
         if (port == 0 || !open(watch_, host, port)) return;
+        watch_confirmed_ = false;
+        watch_opened_ = now;
         if ((!opts_.sentinel_password.empty() && !send_argv(watch_, &on_sentinel_reply, 0, {"AUTH", opts_.sentinel_password})) ||
             !send_argv(watch_, &on_message, 0, {"SUBSCRIBE", "+switch-master"}))
             close(watch_);
@@ -849,9 +856,17 @@ private:
 
     // "+switch-master" "<name> <old ip> <old port> <new ip> <new port>"
     void sentinel_event(const redisReply* rep) {
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || !is_string(rep->element[0]) || !is_string(rep->element[2]) ||
-            std::string_view(rep->element[0]->str, rep->element[0]->len) != "message" || rep->element[2]->len > 1024)
+        const bool shaped = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 3 && is_string(rep->element[0]) &&
+                            is_string(rep->element[1]);
+        const std::string_view kind = shaped ? std::string_view(rep->element[0]->str, rep->element[0]->len) : "";
+        if (!watch_confirmed_) {  // a sentinel confirms the subscription first; anything else: the next one
+            if (kind == "subscribe" && std::string_view(rep->element[1]->str, rep->element[1]->len) == "+switch-master")
+                watch_confirmed_ = true;
+            else
+                retire(watch_);
             return;
+        }
+        if (kind != "message" || !is_string(rep->element[2]) || rep->element[2]->len > 1024) return;
         std::vector<std::string_view> words;
         std::string_view text(rep->element[2]->str, rep->element[2]->len);
         while (!text.empty() && words.size() < 6) {
@@ -907,7 +922,9 @@ private:
     std::size_t asking_ = 0, asked_ = 0;  // the sentinel asked now; how many in this attempt
     std::size_t watching_ = 0;            // the sentinel to watch next
     bool switched_ = false;               // a sentinel named a new primary: reconnect at once
-    clock::time_point next_watch_;
+    bool named_ = false;                  // this attempt's primary was named by sentinel asking_
+    clock::time_point next_watch_, watch_opened_;
+    bool watch_confirmed_ = false;        // the watched sentinel confirmed its SUBSCRIBE
     std::string error_kind_;              // the error Redis answered last (its first word), until a success
     std::uint64_t error_count_ = 0;       // how many in a row
     std::string publish_sha_, fetch_sha_;
