@@ -4,7 +4,6 @@
 #include <herald/frame.hpp>
 #include <herald/options.hpp>
 
-#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -33,20 +32,6 @@ struct fetch_result {
 
 /// Called once a fetch has read the channel, or has failed.
 using fetch_handler = std::function<void(std::error_code, fetch_result)>;
-
-/// What a backplane tells of its link to the outside, for `/herald/metrics`, `/herald/diagnose`
-/// and herald-doctor (the optional `b.status()`; a backplane without it reads as up, with no
-/// counters). Read at any time, from any thread.
-struct backplane_status {
-    bool up = true;            ///< publishes and subscribes can succeed now
-    std::string state = "up";  ///< in words: the Redis backplane's "connected", "reconnecting", ...
-    /// name -> value, snake_case with the unit in the name, ready for a `herald_backplane_`
-    /// prefix; names ending in `_total` are monotonic counters, the others values now.
-    std::vector<std::pair<std::string, std::uint64_t>> counters;
-    /// Free text for diagnosis (addresses, the last error). It may name channels: never for
-    /// the public.
-    std::string detail;
-};
 
 /// The hub, as a backplane sees it. A backplane that orders channels in this process (the
 /// local one) calls `order_and_deliver` and `read_history`; one that orders elsewhere (Redis)
@@ -109,9 +94,6 @@ protected:
 ///
 /// The hub then publishes through it (see has_sync_publish) and spares the handler and the
 /// wait of the blocking hub::publish (allocations and a condition variable per message).
-///
-/// Optionally too, `b.status()` (`b` const) returns a `backplane_status`, read by
-/// hub::backplane_state() (see has_status).
 template <class B, class = void>
 struct is_backplane : std::false_type {};
 
@@ -139,16 +121,6 @@ struct has_sync_publish<B, std::void_t<decltype(position(std::declval<B&>().publ
 
 template <class B>
 inline constexpr bool has_sync_publish_v = has_sync_publish<B>::value;
-
-/// True when the Backplane `B` offers the optional `status()`.
-template <class B, class = void>
-struct has_status : std::false_type {};
-
-template <class B>
-struct has_status<B, std::void_t<decltype(backplane_status(std::declval<const B&>().status()))>> : std::true_type {};
-
-template <class B>
-inline constexpr bool has_status_v = has_status<B>::value;
 
 namespace backplane {
 

@@ -96,8 +96,6 @@ public:
     const hub_options& options() const noexcept { return opts_; }
     /// The backplane's `name` ("local", "redis"), for logs and metrics.
     std::string_view backplane_name() const noexcept { return backplane_->name(); }
-    /// The backplane's link and counters (backplane_status), for metrics and diagnosis. Any thread.
-    backplane_status backplane_state() const { return backplane_->status(); }
 
     // ---- publishing -------------------------------------------------------------------
 

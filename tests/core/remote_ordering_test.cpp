@@ -303,12 +303,3 @@ TEST_CASE("remote ordering: a session counts its subscribes under way until the 
     s->take(frames);
     CHECK(frames.size() == 2);
 }
-
-TEST_CASE("remote ordering: a backplane without status() reads as up, with no counters") {
-    setup t;
-    const herald::backplane_status st = t.hub.backplane_state();
-    CHECK(st.up);
-    CHECK(st.state == "up");
-    CHECK(st.counters.empty());
-    CHECK(t.hub.backplane_name() == "scripted");
-}

@@ -25,7 +25,6 @@ struct backplane_concept {
     virtual bool publish_now(std::string_view, std::string_view, position&, std::error_code&) = 0;
     virtual void fetch(std::string, std::optional<position>, fetch_handler) = 0;
     virtual std::string_view name() const noexcept = 0;
-    virtual backplane_status status() const = 0;
 };
 
 template <class B>
@@ -46,10 +45,6 @@ struct backplane_model final : backplane_concept {
         bp.fetch(std::move(c), std::move(since), std::move(h));
     }
     std::string_view name() const noexcept override { return B::name; }
-    backplane_status status() const override {
-        if constexpr (has_status_v<B>) return bp.status();
-        else return {};
-    }
     B bp;
 };
 

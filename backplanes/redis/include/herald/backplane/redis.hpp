@@ -118,44 +118,6 @@ public:
         sum.state = state();
         return sum;
     }
-    /// The same for hub::backplane_state(), /herald/metrics and /herald/diagnose: `up` when
-    /// every shard is connected; the counters of stats() under the names of the README's
-    /// table ("Metrics and diagnosis"); `detail` each shard's primary, state and last error.
-    backplane_status status() const {
-        const redis_stats s = stats();
-        backplane_status out;
-        out.up = s.state == redis_state::connected;
-        out.state = state_name(s.state);
-        out.counters = {{"connects_total", s.connects},
-                        {"disconnects_total", s.disconnects},
-                        {"timeouts_total", s.timeouts},
-                        {"failovers_total", s.failovers},
-                        {"published_total", s.published},
-                        {"publish_errors_total", s.publish_errors},
-                        {"fetches_total", s.fetches},
-                        {"fetch_errors_total", s.fetch_errors},
-                        {"server_errors_total", s.server_errors},
-                        {"received_total", s.received},
-                        {"followed_channels", s.followed},
-                        {"pending_requests", s.pending},
-                        {"shards", engines_.size()}};
-        const std::vector<redis_stats> per = shard_stats();
-        for (std::size_t i = 0; i < per.size(); ++i) {
-            out.detail += (i ? "; " : "") + std::string("shard ") + std::to_string(i) + ": " +
-                          (per[i].primary.empty() ? "-" : per[i].primary) + " " + state_name(per[i].state);
-            if (!per[i].last_error.empty()) out.detail += " (last error: " + per[i].last_error + ")";
-        }
-        return out;
-    }
-    static const char* state_name(redis_state s) noexcept {
-        switch (s) {
-        case redis_state::connecting: return "connecting";
-        case redis_state::connected: return "connected";
-        case redis_state::reconnecting: return "reconnecting";
-        case redis_state::stopped: break;
-        }
-        return "stopped";
-    }
     /// Each shard's counters, in the order of the options given.
     std::vector<redis_stats> shard_stats() const {
         std::vector<redis_stats> out;
@@ -215,7 +177,6 @@ private:
 };
 
 static_assert(is_backplane_v<redis>, "herald: redis must meet the Backplane requirements");
-static_assert(has_status_v<redis>);
 
 /// The Redis backplane on an io_context and a thread of its own. For a server that runs its
 /// own I/O threads: a blocking publish() made from one of the server's handlers then waits on
