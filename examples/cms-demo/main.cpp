@@ -150,14 +150,14 @@ int main(int argc, char** argv) {
     // One process: the local backplane. Several: Redis, on a loop of its own (see examples/cluster).
     std::optional<herald::backplane::redis_thread> redis;
     if (!redis_address.empty() || !redis_sentinels.empty()) {
+        // The server listens at once and connects to Redis in the background: until Redis
+        // first answers, /herald/health says `starting` (a balancer sends no one here yet).
         try {
             redis.emplace(herald::backplane::redis_options::from_flags(redis_address, redis_sentinels, redis_master));
         } catch (const std::invalid_argument& e) {
             std::cerr << e.what() << '\n';
             return 2;
         }
-        if (!redis->backplane().wait_connected(std::chrono::seconds(5)))
-            std::cerr << "Redis at " << redis_address << redis_sentinels << " is not answering yet: publishes fail until it does\n";
     }
     server_type server = redis ? server_type(opts, redis->backplane()) : server_type(opts);
     server.options_of<herald::transport::websocket>().enabled = websocket;

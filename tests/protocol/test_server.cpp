@@ -106,13 +106,13 @@ int main(int argc, char** argv) {
 #ifdef HERALD_TEST_REDIS
     std::optional<herald::backplane::redis_thread> redis;
     if (!redis_address.empty() || !redis_sentinels.empty()) {
+        // Listens at once; /herald/health says `starting` until Redis first answers.
         try {
             redis.emplace(herald::backplane::redis_options::from_flags(redis_address, redis_sentinels, redis_master));
         } catch (const std::invalid_argument& e) {
             std::cerr << e.what() << '\n';
             return 2;
         }
-        redis->backplane().wait_connected(std::chrono::seconds(5));
     }
     server_type server = redis ? server_type(opts, redis->backplane()) : server_type(opts);
 #else
