@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake g++ make libasio-dev libwebsocketpp-dev libssl-dev catch2 nlohmann-json3-dev
-          libhiredis-dev redis-server libpq-dev postgresql nginx-light libcli11-dev libbenchmark-dev
+          libhiredis-dev redis-server redis-sentinel libpq-dev postgresql nginx-light libcli11-dev libbenchmark-dev
           python3-matplotlib clang-14 libfuzzer-14-dev libclang-rt-14-dev prometheus)
 if [[ "${1:-}" == "--browser" || "${HERALD_SETUP_BROWSER:-0}" == 1 ]]; then
   packages+=(chromium nodejs)

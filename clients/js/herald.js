@@ -433,6 +433,10 @@ class Client {
     } else if (f.recovered === false) {
       ch.cursor = head;
       this.#emit('resync', { channel: f.channel, ...head });
+    } else if (ch.cursor.epoch !== f.epoch) {
+      // recovered in another epoch: the stream was renamed (a Redis failover); the cursor's
+      // offset holds in it.
+      ch.cursor = { epoch: f.epoch, offset: ch.cursor.offset };
     }
     // recovered: the missed messages follow and move the cursor up to the head themselves.
   }

@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
     opts.port = 8080;
     int interval_ms = 1500;
     bool websocket = true, longpoll = true;
-    std::string assets = HERALD_DEMO_ASSETS, redis_address;
+    std::string assets = HERALD_DEMO_ASSETS, redis_address, redis_sentinels, redis_master;
     long token_ttl_ms = 10 * 60 * 1000;
     std::string token_secret;
     app.add_option("--address", opts.address, "address to listen on");
@@ -128,7 +128,10 @@ int main(int argc, char** argv) {
     app.add_flag("!--no-websocket", websocket, "switch the WebSocket transport off (clients use long-poll)");
     app.add_flag("!--no-longpoll", longpoll, "switch the long-poll transport off");
     app.add_option("--assets", assets, "directory of the page's files");
-    app.add_option("--redis", redis_address, "host:port of Redis: several demo servers share publishes and history");
+    app.add_option("--redis", redis_address,
+                   "host:port[,host:port...] of Redis: several demo servers share publishes and history (several Redis: channels sharded over them)");
+    app.add_option("--redis-sentinel", redis_sentinels, "host:port[,host:port...] of Redis Sentinels that watch --redis-master");
+    app.add_option("--redis-master", redis_master, "NAME[,NAME...]: the primary the sentinels know by that name (several: shards)");
     std::string postgres_url;
 #ifdef HERALD_DEMO_POSTGRES
     app.add_option("--postgres", postgres_url,
@@ -156,10 +159,15 @@ int main(int argc, char** argv) {
 
     // One process: the local backplane. Several: Redis, on a loop of its own (see examples/cluster).
     std::optional<herald::backplane::redis_thread> redis;
-    if (!redis_address.empty()) {
+    if (!redis_address.empty() || !redis_sentinels.empty()) {
         // The server listens at once and connects to Redis in the background: until Redis
         // first answers, /herald/health says `starting` (a balancer sends no one here yet).
-        redis.emplace(herald::backplane::redis::options::at(redis_address));
+        try {
+            redis.emplace(herald::backplane::redis_options::from_flags(redis_address, redis_sentinels, redis_master));
+        } catch (const std::invalid_argument& e) {
+            std::cerr << e.what() << '\n';
+            return 2;
+        }
     }
     server_type server = redis ? server_type(opts, redis->backplane()) : server_type(opts);
     server.options_of<herald::transport::websocket>().enabled = websocket;

@@ -76,6 +76,10 @@ public:
         std::lock_guard<detail::spin_lock> lock(mu_);
         return queued_bytes_;
     }
+    /// Subscribes of this session whose answer is still to come (a remote backplane is
+    /// reading the channel). A transport that answers with "what is there now" (a long-poll
+    /// with `timeout: 0`) waits until it is 0: the session is woken when it gets there.
+    std::size_t joining() const noexcept { return joining_.load(std::memory_order_acquire); }
     /// Channels this session follows now.
     std::vector<std::string> channels() const {
         std::lock_guard<detail::spin_lock> lock(mu_);
@@ -149,6 +153,12 @@ private:
         }
     }
 
+    // Subscribes under way, counted by the hub around the backplane's fetch.
+    void begin_join() noexcept { joining_.fetch_add(1, std::memory_order_acq_rel); }
+    void end_join() {
+        if (joining_.fetch_sub(1, std::memory_order_acq_rel) == 1 && wake_) wake_();
+    }
+
     // Channel bookkeeping, used by the hub only.
     bool add_channel(const std::string& c, std::error_code& ec) {
         std::lock_guard<detail::spin_lock> lock(mu_);
@@ -183,6 +193,7 @@ private:
     std::error_code reason_;
     std::unordered_set<std::string> channels_;
     std::atomic<bool> slow_counted_{false}, closed_counted_{false};  // hub statistics, counted once
+    std::atomic<std::size_t> joining_{0};
 };
 
 using session_ptr = std::shared_ptr<session>;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -32,6 +33,7 @@
 #include <functional>
 #include <initializer_list>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -57,28 +59,41 @@ inline bool eventually(const std::function<bool()>& done, std::chrono::milliseco
 }
 
 /// A redis-server of our own: a free port on 127.0.0.1, no persistence, a temporary directory.
+/// Or, made by sentinel(), a redis-sentinel of our own.
 class redis_process {
 public:
-    static std::string binary() {
-        for (const char* p : {"/usr/bin/redis-server", "/usr/local/bin/redis-server"})
-            if (::access(p, X_OK) == 0) return p;
+    static std::string binary(const char* name = "redis-server") {
+        for (const char* dir : {"/usr/bin/", "/usr/local/bin/"})
+            if (::access((std::string(dir) + name).c_str(), X_OK) == 0) return std::string(dir) + name;
         return {};
     }
 
-    /// Skips the calling test (exit code 77, reported by ctest as skipped) when Redis is
-    /// not installed. Nothing else skips.
-    static void require_installed() {
-        if (!binary().empty()) return;
-        std::cerr << "SKIPPED: redis-server is not installed (scripts/setup.sh installs it)\n";
+    /// Skips the calling test (exit code 77, reported by ctest as skipped) when Redis (or
+    /// redis-sentinel) is not installed. Nothing else skips.
+    static void require_installed(const char* name = "redis-server") {
+        if (!binary(name).empty()) return;
+        std::cerr << "SKIPPED: " << name << " is not installed (scripts/setup.sh installs it)\n";
         std::exit(77);
     }
 
-    explicit redis_process(bool start_now = true) : port_(free_port()) {
+    /// `extra`: more redis-server arguments (`--replicaof 127.0.0.1 <port>`, ...).
+    explicit redis_process(bool start_now = true, std::vector<std::string> extra = {})
+        : port_(free_port()), extra_(std::move(extra)) {
         require_installed();
         char tmpl[] = "/tmp/herald-redis-XXXXXX";
         REQUIRE(::mkdtemp(tmpl));
         dir_ = tmpl;
         if (start_now) start();
+    }
+
+    /// A redis-sentinel on a port of its own, configured by `config` (`sentinel monitor ...`
+    /// lines), started.
+    static std::unique_ptr<redis_process> sentinel(const std::string& config) {
+        require_installed("redis-sentinel");
+        auto p = std::make_unique<redis_process>(false);
+        p->sentinel_config_ = config;
+        p->start();
+        return p;
     }
     ~redis_process() {
         stop();
@@ -96,6 +111,17 @@ public:
         const std::string port = std::to_string(port_), log = dir_ + "/redis.log";
         std::vector<std::string> args{binary(), "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                                       "--dir", dir_, "--logfile", log, "--daemonize", "no", "--protected-mode", "no"};
+        args.insert(args.end(), extra_.begin(), extra_.end());
+        if (!sentinel_config_.empty()) {  // sentinel rewrites its file: one of its own
+            const std::string conf = dir_ + "/sentinel.conf";
+            FILE* f = std::fopen(conf.c_str(), "w");
+            REQUIRE(f);
+            const std::string text = "port " + port + "\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir " + dir_ +
+                                     "\nlogfile " + log + "\n" + sentinel_config_;
+            std::fwrite(text.data(), 1, text.size(), f);
+            std::fclose(f);
+            args = {binary("redis-sentinel"), conf};
+        }
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -178,6 +204,8 @@ private:
     }
 
     std::uint16_t port_;
+    std::vector<std::string> extra_;
+    std::string sentinel_config_;
     std::string dir_;
     pid_t pid_ = 0;
 };
@@ -210,7 +238,12 @@ struct server {
     std::thread loop;
 
     explicit server(std::uint16_t port, herald::hub_options opts = {}, herald::backplane::redis::options ro = {})
-        : redis(io, with_port(std::move(ro), port)) {
+        : server(std::vector<std::uint16_t>{port}, std::move(opts), std::move(ro)) {}
+
+    /// Channels sharded over the Redis at `ports`, in that order.
+    explicit server(const std::vector<std::uint16_t>& ports, herald::hub_options opts = {},
+                    herald::backplane::redis::options ro = {})
+        : redis(io, shards(ports, ro)) {
         loop = std::thread([this] { io.run(); });
         opts.log = logs.function();
         hub.emplace(std::move(opts), redis);
@@ -229,6 +262,13 @@ struct server {
     }
 
     herald::transport::inmemory::client connect() { return mem->connect(); }
+
+    static std::vector<herald::backplane::redis::options> shards(const std::vector<std::uint16_t>& ports,
+                                                                 const herald::backplane::redis::options& ro) {
+        std::vector<herald::backplane::redis::options> out;
+        for (std::uint16_t port : ports) out.push_back(with_port(ro, port));
+        return out;
+    }
 
     static herald::backplane::redis::options with_port(herald::backplane::redis::options o, std::uint16_t port) {
         o.port = port;
@@ -287,5 +327,83 @@ struct follower {
         return of(herald::frame_type::subscribed, channel).size() > before ? subscribed(channel) : nullptr;
     }
 };
+
+using herald::position;
+
+inline std::string payload(int publisher, int n) { return "{\"p\":" + std::to_string(publisher) + ",\"n\":" + std::to_string(n) + "}"; }
+
+/// Publishes through `hub` at a steady pace from its own thread, counting every answer.
+struct steady_publisher {
+    herald::hub& hub;
+    std::string channel;
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> attempts{0}, answered{0}, ok{0}, errors{0};
+    std::mutex mu;
+    std::vector<position> positions;  // of the successful ones, in answer order
+    std::map<int, std::uint64_t> error_codes;  // error value -> count
+    clock::time_point first_error_at{}, last_error_at{};
+    std::thread thread;
+
+    steady_publisher(herald::hub& h, std::string c, std::chrono::microseconds pace) : hub(h), channel(std::move(c)) {
+        thread = std::thread([this, pace] {
+            for (int n = 0; !stop && n < 1000000; ++n) {
+                ++attempts;
+                hub.async_publish(channel, payload(0, n), [this](std::error_code ec, position p) {
+                    std::lock_guard<std::mutex> lock(mu);
+                    if (ec) {
+                        ++errors;
+                        ++error_codes[ec.value()];
+                        last_error_at = clock::now();
+                        if (first_error_at == clock::time_point{}) first_error_at = last_error_at;
+                    }
+                    else { ++ok; positions.push_back(std::move(p)); }
+                    ++answered;
+                });
+                std::this_thread::sleep_for(pace);
+            }
+        });
+    }
+    void finish() {
+        stop = true;
+        if (thread.joinable()) thread.join();
+    }
+    ~steady_publisher() { finish(); }
+    std::uint64_t ok_count() { return ok.load(); }
+    /// The successful positions so far (a copy).
+    std::vector<position> ok_positions() {
+        std::lock_guard<std::mutex> lock(mu);
+        return positions;
+    }
+};
+
+
+
+/// Walks what a client received on `channel` as its app would: each message must follow its
+/// cursor (same epoch, next offset), unless a `subscribed` came first: `recovered: false` moves
+/// the cursor to the head (a resync: told, not silent), `recovered: true` in another epoch
+/// renames the stream at the cursor's offset. `since`: the cursor the client subscribed with.
+/// @returns "" when there is no silent gap, else what broke, and counts the resyncs and renames.
+inline std::string silent_gap(const follower& f, const std::string& channel, std::optional<position> since = {},
+                              int* resyncs = nullptr, int* renames = nullptr) {
+    std::optional<position> at = std::move(since);
+    for (const auto& fr : f.frames) {
+        if (fr->channel != channel) continue;
+        if (fr->type == herald::frame_type::subscribed) {
+            if (!at || !fr->recovered) {
+                if (at && resyncs) ++*resyncs;
+                at = fr->pos;
+            } else if (at->epoch != fr->pos.epoch) {
+                if (renames) ++*renames;
+                at->epoch = fr->pos.epoch;
+            }
+        } else if (fr->type == herald::frame_type::message) {
+            if (!at || fr->pos.epoch != at->epoch || fr->pos.offset != at->offset + 1)
+                return "message " + fr->pos.epoch + ":" + std::to_string(fr->pos.offset) + " after " +
+                       (at ? at->epoch + ":" + std::to_string(at->offset) : std::string("nothing"));
+            at = fr->pos;
+        }
+    }
+    return "";
+}
 
 } // namespace cluster

@@ -2,51 +2,12 @@
 #include "cluster_fixture.hpp"
 
 #include <atomic>
-#include <map>
 #include <set>
 
 using namespace cluster;
 using herald::frame_type;
 using herald::position;
 
-namespace {
-
-std::string payload(int publisher, int n) { return "{\"p\":" + std::to_string(publisher) + ",\"n\":" + std::to_string(n) + "}"; }
-
-/// Publishes through `hub` at a steady pace from its own thread, counting every answer.
-struct steady_publisher {
-    herald::hub& hub;
-    std::string channel;
-    std::atomic<bool> stop{false};
-    std::atomic<std::uint64_t> attempts{0}, answered{0}, ok{0}, errors{0};
-    std::mutex mu;
-    std::vector<position> positions;  // of the successful ones, in answer order
-    std::map<int, std::uint64_t> error_codes;  // error value -> count
-    std::thread thread;
-
-    steady_publisher(herald::hub& h, std::string c, std::chrono::microseconds pace) : hub(h), channel(std::move(c)) {
-        thread = std::thread([this, pace] {
-            for (int n = 0; !stop && n < 1000000; ++n) {
-                ++attempts;
-                hub.async_publish(channel, payload(0, n), [this](std::error_code ec, position p) {
-                    std::lock_guard<std::mutex> lock(mu);
-                    if (ec) { ++errors; ++error_codes[ec.value()]; }
-                    else { ++ok; positions.push_back(std::move(p)); }
-                    ++answered;
-                });
-                std::this_thread::sleep_for(pace);
-            }
-        });
-    }
-    void finish() {
-        stop = true;
-        if (thread.joinable()) thread.join();
-    }
-    ~steady_publisher() { finish(); }
-    std::uint64_t ok_count() { return ok.load(); }
-};
-
-} // namespace
 
 TEST_CASE("fan-out: a publish on one server reaches subscribers on every server, in one order") {
     redis_process redis;
@@ -518,4 +479,48 @@ TEST_CASE("misuse: a second hub on a copy of the same Redis backplane is refused
     REQUIRE(on_a.follow("news"));
     a.hub->publish("news", payload(1, 0));
     CHECK(on_a.until([&] { return on_a.messages == 1; }));
+}
+
+TEST_CASE("faults: Redis answering errors (out of memory) under load: logged once with a count, not once per publish") {
+    redis_process redis;
+    server a(redis.port());
+    REQUIRE(a.redis.wait_connected(5s));
+    a.hub->publish("c", payload(1, 0));
+    redis.command({"CONFIG", "SET", "maxmemory-policy", "noeviction"});
+    redis.command({"CONFIG", "SET", "maxmemory", "1"});  // every write: OOM
+    int failed = 0;
+    for (int i = 0; i < 200; ++i) {
+        std::error_code ec;
+        a.hub->publish("c", payload(1, i), ec);
+        failed += ec == herald::error::backplane_unavailable;
+    }
+    CHECK(failed == 200);
+    const auto count = [&](std::string_view part) {
+        std::lock_guard<std::mutex> lock(a.logs.mu);
+        return std::count_if(a.logs.lines.begin(), a.logs.lines.end(), [&](const std::string& l) { return l.find(part) != l.npos; });
+    };
+    CHECK(count("OOM") == 1);
+    CHECK(a.redis.stats().server_errors == 200);
+    CHECK(a.redis.stats().last_error.find("OOM") == 0);
+    CHECK(a.redis.state() == herald::backplane::redis_state::connected);  // Redis answers: the link stays
+    redis.command({"CONFIG", "SET", "maxmemory", "0"});
+    CHECK(a.hub->publish("c", payload(1, 1)).offset == 2);
+    CHECK(a.logs.contains("succeed again on 127.0.0.1:" + std::to_string(redis.port()) + " after 200 error(s) OOM"));
+}
+
+TEST_CASE("follow: hub head() leaves no Redis subscription behind") {
+    redis_process redis;
+    server a(redis.port());
+    REQUIRE(a.redis.wait_connected(5s));
+    a.hub->publish("quiet", payload(1, 0));
+    for (int i = 0; i < 20; ++i) CHECK(a.hub->head("quiet").offset == 1);
+    CHECK(a.hub->head("never.published").offset == 0);
+    // No prune_interval to wait for: the fetch's answer unsubscribes what nobody follows.
+    CHECK(eventually([&] { return a.redis.stats().followed == 0 && redis.command({"PUBSUB", "CHANNELS"}).empty(); }, 1s));
+    follower f(a.connect());  // a subscriber still gets its own subscription
+    REQUIRE(f.follow("quiet"));
+    a.hub->head("quiet");
+    a.hub->publish("quiet", payload(1, 1));
+    CHECK(f.until([&] { return f.offsets("quiet") == std::vector<std::uint64_t>{2}; }));
+    CHECK(a.redis.stats().followed == 1);
 }

@@ -97,6 +97,24 @@ test('a publish on any server reaches subscribers on every server, in one order'
   }
 });
 
+test('long-poll with timeout 0 on Redis: the answer waits for the subscribes, whose fetch is a round trip to Redis', async () => {
+  const [a] = await cluster(1);
+  try {
+    await publishVia(a.url, 'public.zero.old', { n: 1 });
+    for (let i = 0; i < 20; i++) {
+      const channels = { [`public.zero.${i}`]: null, 'public.zero.old': { epoch: 'not-this-one', offset: 0 } };
+      const res = await fetch(`${a.url}/herald/poll`, { method: 'POST', body: JSON.stringify({ channels, timeout: 0 }) });
+      assert.equal(res.status, 200);
+      const { frames } = await res.json();
+      const of = (ch) => frames.find((f) => f.channel === ch);
+      assert.equal(of(`public.zero.${i}`)?.type, 'subscribed', 'a new channel: subscribed, in this answer');
+      assert.equal(of('public.zero.old')?.recovered, false, 'a failed resume: told in this answer');
+    }
+  } finally {
+    await a.stop();
+  }
+});
+
 test('long-poll behind round-robin nginx: every message exactly once while polls land on any server', async () => {
   const servers = await cluster(3);
   const proxy = await startNginx('good', servers.map((s) => s.port));

@@ -235,3 +235,71 @@ TEST_CASE("remote ordering: once nobody here follows a channel, the hub tells th
     CHECK(r.subscribed()[0]->pos.offset == 5);
     CHECK(r.offsets() == std::vector<std::uint64_t>{6});
 }
+
+TEST_CASE("remote ordering: a failover that kept every message renames the stream: subscribers keep their offset, no resync") {
+    setup t;
+    auto c = t.mem.connect();
+    c.subscribe("c");
+    t.publish("c", 3);
+    t.world->fail_over("c", 3);  // the replica had all three
+    t.publish("c", 2);           // e2:4 is another epoch: a repair from e1:3 recovers, renamed
+    received r;
+    r.take(c);
+    REQUIRE(r.subscribed().size() == 2);
+    CHECK(r.subscribed()[1]->recovered);
+    CHECK(r.subscribed()[1]->pos == position{"e2", 3});
+    CHECK(r.offsets() == range(1, 5));
+    CHECK(*c.cursor("c") == position{"e2", 5});
+    CHECK(c.duplicates_dropped() == 0);
+    // A client that left at e1:2 resumes in the renamed stream.
+    auto back = t.mem.connect();
+    back.subscribe("c", position{"e1", 2});
+    received b;
+    b.take(back);
+    REQUIRE(b.subscribed().size() == 1);
+    CHECK(b.subscribed()[0]->recovered);
+    CHECK(b.offsets() == range(3, 5));
+    CHECK(*back.cursor("c") == position{"e2", 5});
+}
+
+TEST_CASE("remote ordering: a failover that lost the last writes: who saw them resyncs, who did not resumes") {
+    setup t;
+    auto c = t.mem.connect();
+    c.subscribe("c");
+    t.publish("c", 5);
+    t.world->fail_over("c", 3);  // e1:4 and e1:5 never reached the replica
+    t.publish("c", 1);           // e2:4, another message than e1:4
+    received r;
+    r.take(c);
+    REQUIRE(r.subscribed().size() == 2);
+    CHECK_FALSE(r.subscribed()[1]->recovered);  // told: never a silent gap
+    CHECK(r.subscribed()[1]->pos == position{"e2", 4});
+    CHECK(*c.cursor("c") == position{"e2", 4});
+    auto saw_less = t.mem.connect();
+    saw_less.subscribe("c", position{"e1", 3});
+    received a;
+    a.take(saw_less);
+    CHECK(a.subscribed()[0]->recovered);
+    CHECK(a.offsets() == std::vector<std::uint64_t>{4});
+    auto saw_more = t.mem.connect();
+    saw_more.subscribe("c", position{"e1", 4});
+    received m;
+    m.take(saw_more);
+    CHECK_FALSE(m.subscribed()[0]->recovered);
+}
+
+TEST_CASE("remote ordering: a session counts its subscribes under way until the backplane answers") {
+    setup t;
+    int wakes = 0;
+    const herald::session_ptr s = t.hub.open_session(herald::principal{}, [&] { ++wakes; });
+    t.world->hold_fetches = true;
+    REQUIRE_FALSE(t.hub.subscribe(s, "a"));
+    REQUIRE_FALSE(t.hub.subscribe(s, "b"));
+    CHECK(s->joining() == 2);
+    t.world->release();
+    CHECK(s->joining() == 0);
+    CHECK(wakes >= 2);  // the answers, and the count reaching 0 (a long-poll waits for it)
+    std::vector<herald::frame_ptr> frames;
+    s->take(frames);
+    CHECK(frames.size() == 2);
+}

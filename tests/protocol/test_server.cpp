@@ -47,8 +47,11 @@ int main(int argc, char** argv) {
     long frame_timeout_ms = opts.websocket_frame_timeout.count();
     bool websocket = true, longpoll = true;
     std::vector<std::string> origins;
-    std::string redis_address;
-    app.add_option("--redis", redis_address, "host:port: share publishes and history with other servers through Redis");
+    std::string redis_address, redis_sentinels, redis_master;
+    app.add_option("--redis", redis_address,
+                   "host:port[,host:port...]: share publishes and history with other servers through Redis (several: channels sharded over them)");
+    app.add_option("--redis-sentinel", redis_sentinels, "host:port[,host:port...] of Redis Sentinels that watch --redis-master");
+    app.add_option("--redis-master", redis_master, "NAME[,NAME...]: the primary the sentinels know by that name (several: shards)");
     app.add_option("--port", opts.port, "port (0: any free port, printed first)");
     app.add_option("--heartbeat-ms", heartbeat_ms, "server_options::heartbeat, milliseconds");
     app.add_option("--max-bytes", opts.max_request_bytes, "server_options::max_request_bytes, bytes");
@@ -104,13 +107,18 @@ int main(int argc, char** argv) {
 
 #ifdef HERALD_TEST_REDIS
     std::optional<herald::backplane::redis_thread> redis;
-    if (!redis_address.empty()) {
+    if (!redis_address.empty() || !redis_sentinels.empty()) {
         // Listens at once; /herald/health says `starting` until Redis first answers.
-        redis.emplace(herald::backplane::redis::options::at(redis_address));
+        try {
+            redis.emplace(herald::backplane::redis_options::from_flags(redis_address, redis_sentinels, redis_master));
+        } catch (const std::invalid_argument& e) {
+            std::cerr << e.what() << '\n';
+            return 2;
+        }
     }
     server_type server = redis ? server_type(opts, redis->backplane()) : server_type(opts);
 #else
-    if (!redis_address.empty()) {
+    if (!redis_address.empty() || !redis_sentinels.empty()) {
         std::cerr << "built without the Redis backplane\n";
         return 2;
     }

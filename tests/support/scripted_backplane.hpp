@@ -31,6 +31,7 @@ namespace herald::test {
 /// | `fail_fetches`   | true: fetches fail with error::backplane_unavailable             |
 /// | `max_history`    | the history kept per channel (older cursors are not recovered)   |
 /// | `lose(c)`        | the channel is gone (a restart with no data): a new epoch        |
+/// | `fail_over(c, n)`| a replica that had the first `n` messages takes over: the stream is renamed (a new epoch that continues the old one up to `n`), the later ones are lost |
 /// | `reconnect(c)`   | the link is back: the hub is told to resync `c`                  |
 ///
 /// `last_wanted[c]` records what the hub answered to deliver()/resync(): whether anyone
@@ -50,6 +51,8 @@ public:
 
     struct stream {
         std::string epoch;
+        std::string prev;        // after fail_over: the epoch this one continues, up to `base`
+        std::uint64_t base = 0;
         std::uint64_t head = 0;
         std::deque<std::pair<std::uint64_t, std::string>> history;
     };
@@ -78,6 +81,15 @@ public:
         }
         /// The backplane lost the channel (Redis restarted empty): a new epoch from offset 0.
         void lose(const std::string& c) { channels.erase(c); }
+        /// A failover to a replica that had the channel's messages up to `kept` (as the Redis
+        /// backplane's scripts rename a stream on a new primary).
+        void fail_over(const std::string& c, std::uint64_t kept) {
+            stream& s = of(c);
+            while (!s.history.empty() && s.history.back().first > kept) s.history.pop_back();
+            s.head = kept;
+            s.prev = std::exchange(s.epoch, "e" + std::to_string(++epochs));
+            s.base = kept;
+        }
         /// The "connection" is back: the hub re-fetches what it missed.
         void reconnect(const std::string& c) {
             connected = true;
@@ -101,7 +113,8 @@ public:
         stream& s = w_->of(c);
         r.head = {s.epoch, s.head};
         if (since) {
-            r.recovered = since->epoch == s.epoch && since->offset <= s.head &&
+            const bool renamed = !s.prev.empty() && since->epoch == s.prev && since->offset <= s.base;
+            r.recovered = (since->epoch == s.epoch || renamed) && since->offset <= s.head &&
                           (since->offset == s.head || (!s.history.empty() && s.history.front().first <= since->offset + 1));
             for (auto& [offset, data] : s.history)
                 if (r.recovered && offset > since->offset)

@@ -104,6 +104,19 @@ test('a message in another epoch than the cursor emits resync, then is delivered
   assert.deepEqual(items.offsets(), [1, 7], 'the new epoch is now the cursor: its duplicates drop');
 });
 
+test('subscribed recovered:true in another epoch renames the stream (a Redis failover): the cursor keeps its offset, no resync', async () => {
+  const { clock, herald, client, events } = setup();
+  const items = record(client, CH);
+  await clock.advance(0);
+  herald.publish(CH, 1);
+  herald.publish(CH, 2);
+  herald.socket.deliver({ type: 'subscribed', channel: CH, epoch: 'e7', offset: 2, recovered: true });
+  assert.deepEqual(items.sub.cursor, { epoch: 'e7', offset: 2 });
+  herald.socket.deliver({ type: 'message', channel: CH, epoch: 'e7', offset: 3, data: 'x' });
+  assert.deepEqual(events.resync, [], 'what the new primary holds keeps its offsets');
+  assert.deepEqual(items.offsets(), [1, 2, 3]);
+});
+
 test('subscribe with {since} resumes from a position the page was rendered at', async () => {
   const { clock, herald, client, events } = setup();
   herald.publish(CH, 1);

@@ -130,8 +130,10 @@ inline std::error_code hub::subscribe(const session_ptr& s, std::string_view cha
         drop_subscriber(*ch, s.get());  // a resubscribe starts over from `since`
         ch->recovering.push_back({s, token, request_id, ch->held.size()});
     }
-    backplane_->fetch(name, std::move(since), [this, name, token](std::error_code e, fetch_result r) {
+    if (!orders_here_) s->begin_join();  // answered later, on the backplane's thread
+    backplane_->fetch(name, std::move(since), [this, name, token, s = orders_here_ ? nullptr : s](std::error_code e, fetch_result r) {
         finish_subscribe(name, token, e, std::move(r));
+        if (s) s->end_join();
     });
     return {};
 }

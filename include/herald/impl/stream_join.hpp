@@ -199,7 +199,16 @@ inline void hub::finish_repair(const std::string& name, std::uint64_t token, std
             note = "re-fetch of channel " + name + " failed (" + ec.message() + "); its subscribers wait";
         } else {
             std::string stale;  // the epoch the backplane lost: its held messages are void
-            if (r.recovered && r.head.epoch == ch->epoch) {
+            if (r.recovered && r.head.epoch != ch->epoch) {
+                // The stream goes on under a new epoch (Redis failed over to a replica: what
+                // it replicated keeps its offsets). Subscribers are told the new name at the
+                // position they hold, then get what follows.
+                stale = std::exchange(ch->epoch, r.head.epoch);
+                const frame_ptr renamed = protocol::make_subscribed(name, {ch->epoch, ch->head}, true);
+                for (detail::subscriber& sub : ch->subs)
+                    if (!sub.s->push(renamed)) count_slow(*sub.s);
+            }
+            if (r.recovered) {
                 for (const frame_ptr& f : r.messages) feed(f, from);
             } else {
                 note = "channel " + name + " lost history (" + ch->epoch + ":" + std::to_string(ch->head) +

@@ -444,6 +444,10 @@ class Client {
     } else if (f.recovered === false) {
       ch.cursor = head;
       this.#emit('resync', { channel: f.channel, ...head });
+    } else if (ch.cursor.epoch !== f.epoch) {
+      // recovered in another epoch: the stream was renamed (a Redis failover); the cursor's
+      // offset holds in it.
+      ch.cursor = { epoch: f.epoch, offset: ch.cursor.offset };
     }
     // recovered: the missed messages follow and move the cursor up to the head themselves.
   }
@@ -590,13 +594,13 @@ class WebSocketTransport {
       this.#pending.delete(f.id);
       p.resolve(f);
     } else if (f.type === 'ping') {
-      this.#send({ type: 'pong' });
+      this.#send()herald_js"
+    R"herald_js({ type: 'pong' });
     } else if (f.type === 'reconnect') {
       this.#end({ failure: false, delay: Math.max(0, Number(f.after) || 0), reason: `server asked to reconnect (${f.reason})` });
     } else {
       this.#c.frame(f);
-    })herald_js"
-    R"herald_js(
+    }
   }
 
   #closed(code, reason) {
@@ -780,13 +784,13 @@ function endpoints(base) {
   return { info: `${root}info`, poll: `${root}poll`, publish: `${root}publish`, ws: `${root.replace(/^http/, 'ws')}ws` };
 }
 
-// text/plain keeps a cross-origin POST "simple": no CORS preflight per poll.
+// text/plain keeps a cross-origin POST "simple": no CORS p)herald_js"
+    R"herald_js(reflight per poll.
 function post(body, o, signal) {
   return { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: JSON.stringify(body), signal, credentials: o.credentials };
 }
 
-// A proxy's HTML error page is not an ex)herald_js"
-    R"herald_js(ception: it is "no herald.v1 answer".
+// A proxy's HTML error page is not an exception: it is "no herald.v1 answer".
 async function readJson(res) {
   try { return JSON.parse(await res.text()); } catch { return null; }
 }

@@ -245,7 +245,10 @@ private:
         }
         case frame_type::subscribed: {
             cursor_state& c = cursors_[f.channel];
-            if (!f.recovered || !c.known || c.pos.epoch != f.pos.epoch) c.pos = f.pos;
+            // recovered in another epoch: the stream was renamed (a Redis failover), the
+            // cursor's offset holds in it and the missed messages follow.
+            if (f.recovered && c.known && c.pos.epoch != f.pos.epoch) c.pos.epoch = f.pos.epoch;
+            else if (!f.recovered || !c.known) c.pos = f.pos;
             c.known = true;
             return true;
         }

@@ -107,6 +107,10 @@ private:
 };
 
 /// One poll in progress: its peer, its deadline, the request to answer.
+/// How long a `timeout: 0` poll waits for its subscribes' answers at most (a backplane that
+/// does not answer fails them sooner: the Redis backplane after its command_timeout).
+inline constexpr std::chrono::seconds joining_wait{5};
+
 class longpoll::held_poll final : public net::stream_handler {
 public:
     using clock = net::clock;
@@ -128,6 +132,9 @@ public:
     bool answer_if_ready() {
         const session_ptr& s = peer_.session();
         if (!s) return true;
+        // Every subscribe of the poll answered first (with a remote backplane each is a round
+        // trip): an answer then says what became of each channel, not of the quickest ones.
+        if (!joined() && clock::now() < joined_by_ && !s->closed()) return false;
         if (ticked_) peer_.check_credentials(principal::clock::now(), net::tick_interval);
         std::vector<frame_ptr> frames;
         s->take(frames);
@@ -155,8 +162,19 @@ public:
         if (!answer_if_ready()) respond(http_response::frames(200, kept_));
     }
 
+    /// `timeout: 0`: answers with what is there once the subscribes' answers are in (a remote
+    /// backplane reads the channels first; answering before would say nothing of them), or
+    /// at the latest `joining_wait` after the poll came.
+    void answer_when_joined() {
+        when_joined_ = true;
+        deadline_ = joined_by_;
+        if (joined()) answer_now();
+    }
+
     void on_read(const char*, std::size_t) override {}
-    void on_wake() override { answer_if_ready(); }
+    void on_wake() override {
+        if (!answer_if_ready() && when_joined_ && joined()) answer_now();
+    }
     void on_tick(clock::time_point now) override {
         // Credentials that expire before the next tick end the poll now, with a
         // `credentials_expired` error; a `refresh` frame, due once, wakes it like a message.
@@ -180,6 +198,8 @@ private:
         c->respond(request_, std::move(res));
     }
 
+    bool joined() const { return !peer_.session() || peer_.session()->joining() == 0; }
+
     longpoll& t_;
     std::weak_ptr<net::connection> conn_;
     http_request request_;
@@ -188,6 +208,8 @@ private:
     clock::time_point deadline_;
     std::vector<frame_ptr> kept_;
     bool ticked_ = false;  // a tick came since the poll arrived (see answer_if_ready)
+    bool when_joined_ = false;  // timeout 0: answer once the subscribes are answered
+    clock::time_point joined_by_ = clock::now() + joining_wait;  // the longest wait for them
 };
 
 inline void longpoll::poll(const net::connection_ptr& c, const http_request& r, principal who) {
@@ -222,8 +244,9 @@ inline void longpoll::poll(const net::connection_ptr& c, const http_request& r, 
     auto h = std::make_shared<held_poll>(*this, c, r, std::move(p), std::move(resumed), net::clock::now() + hold);
     c->hold(h);  // before answering: a wake may come at once
     // `timeout: 0` asks for what is there now, held or not (clients use it for their first
-    // poll, so that going live is not delayed by a held request).
-    if (!h->answer_if_ready() && hold.count() == 0) h->answer_now();
+    // poll, so that going live is not delayed by a held request): once the subscribes are
+    // answered, which takes a round trip to Redis with the Redis backplane.
+    if (!h->answer_if_ready() && hold.count() == 0) h->answer_when_joined();
 }
 
 } // namespace herald::transport

@@ -1,6 +1,8 @@
 // herald — detail: the Redis backplane's engine. Two hiredis connections (commands; pub/sub)
 // driven on one Asio strand, a table of requests awaiting their answer, and the link's state
 // machine: connecting -> connected -> reconnecting (backoff) -> connected ...
+// With Sentinel, each attempt first asks a sentinel for the primary's address (a short-lived
+// connection, `ask_`), and a second one (`watch_`) listens for `+switch-master`.
 #pragma once
 
 #include <herald/backplane.hpp>
@@ -48,10 +50,12 @@ public:
     using state = backplane::redis_state;
 
     redis_engine(asio::io_context& io, backplane::redis_options opts)
-        : io_(io), strand_(asio::make_strand(io)), timer_(strand_), opts_(std::move(opts)), backoff_(opts_.reconnect_min) {}
+        : io_(io), strand_(asio::make_strand(io)), timer_(strand_), opts_(std::move(opts)),
+          host_(opts_.sentinels.empty() ? opts_.host : std::string()), port_(opts_.port), backoff_(opts_.reconnect_min) {}
 
     ~redis_engine() {  // only when shutdown never ran (the io_context stopped first)
         close_connections();
+        close(watch_);
     }
 
     redis_engine(const redis_engine&) = delete;
@@ -138,9 +142,12 @@ public:
         s.fetch_errors = fetch_errors_.load(std::memory_order_relaxed);
         s.received = received_.load(std::memory_order_relaxed);
         s.followed = followed_count_.load(std::memory_order_relaxed);
+        s.failovers = failovers_.load(std::memory_order_relaxed);
+        s.server_errors = server_errors_.load(std::memory_order_relaxed);
         std::lock_guard<std::mutex> lock(mu_);
         s.pending = requests_.size();
         s.last_error = last_error_;
+        s.primary = primary_;
         return s;
     }
 
@@ -250,13 +257,12 @@ private:
         std::vector<std::string_view> args{r.by_eval ? "EVAL" : "EVALSHA", r.by_eval ? std::string_view(script) : sha,
                                            "2", meta, log, epoch};
         std::string since_offset;
+        const std::string channel = opts_.key_prefix + r.channel;
         if (r.is_publish()) {
-            args.insert(args.end(), {r.data, max_messages, max_age, ttl});
-            const std::string channel = opts_.key_prefix + r.channel;
-            args.push_back(channel);
+            args.insert(args.end(), {r.data, max_messages, max_age, ttl, channel, term_});
             return command(cmd_, &on_reply, id, args);
         }
-        args.push_back(ttl);
+        args.insert(args.end(), {ttl, term_});
         if (r.since) {
             since_offset = std::to_string(r.since->offset);
             args.insert(args.end(), {r.since->epoch, since_offset, max_messages, max_age});
@@ -266,19 +272,23 @@ private:
 
     /// Sends one command; a context that refuses it (it is being torn down) fails the request.
     void command(connection& c, redisCallbackFn* fn, std::uint64_t id, const std::vector<std::string_view>& args) {
+        if (send_argv(c, fn, id, args)) return;
+        if (id > setup_ids) fail(id, error::backplane_unavailable);
+        post_link_down("command refused by the connection");
+    }
+
+    static bool send_argv(connection& c, redisCallbackFn* fn, std::uintptr_t privdata, const std::vector<std::string_view>& args) {
         std::vector<const char*> argv;
         std::vector<std::size_t> lens;
         for (std::string_view a : args) {
             argv.push_back(a.data());
             lens.push_back(a.size());
         }
-        if (c.ac && redisAsyncCommandArgv(c.ac, fn, reinterpret_cast<void*>(static_cast<std::uintptr_t>(id)),
-                                          static_cast<int>(argv.size()), argv.data(), lens.data()) == REDIS_OK) {
-            c.sent.push_back(clock::now());
-            return;
-        }
-        if (id > setup_ids) fail(id, error::backplane_unavailable);
-        post_link_down("command refused by the connection");
+        if (!c.ac || redisAsyncCommandArgv(c.ac, fn, reinterpret_cast<void*>(privdata), static_cast<int>(argv.size()),
+                                           argv.data(), lens.data()) != REDIS_OK)
+            return false;
+        c.sent.push_back(clock::now());
+        return true;
     }
 
     // ---- replies (hiredis callbacks, on the strand) ----------------------------------------
@@ -286,13 +296,15 @@ private:
     static redis_engine& engine(const redisAsyncContext* ac) { return *static_cast<redis_engine*>(ac->data); }
 
     connection* connection_of(const redisAsyncContext* ac) {
-        if (ac && ac == cmd_.ac) return &cmd_;
-        if (ac && ac == sub_.ac) return &sub_;
+        if (!ac) return nullptr;
+        for (connection* c : {&cmd_, &sub_, &ask_, &watch_})
+            if (ac == c->ac) return c;
         return nullptr;
     }
 
     // privdata of setup commands; requests have ids above setup_ids, 0 is a PING
-    static constexpr std::uintptr_t setup_ok = 1, setup_publish_sha = 2, setup_fetch_sha = 3, setup_ids = 3;
+    static constexpr std::uintptr_t setup_ok = 1, setup_publish_sha = 2, setup_fetch_sha = 3, setup_role = 4,
+                                    setup_info = 5, setup_ids = 5;
 
     static void on_reply(redisAsyncContext* ac, void* reply, void* privdata) {
         engine(ac).reply(ac, static_cast<redisReply*>(reply), reinterpret_cast<std::uintptr_t>(privdata));
@@ -314,23 +326,55 @@ private:
                 return send(id, *r);
             }
         }
-        std::lock_guard<std::mutex> lock(sink_mu_);
-        request_ptr r = take(id);
-        if (!r) return;
         if (rep->type == REDIS_REPLY_ERROR) {
-            note(log_level::error, "redis: " + std::string(rep->str, rep->len) + " (channel " + r->channel + ")");
-            return finish(*r, error::backplane_unavailable);
+            server_error(std::string_view(rep->str, rep->len), id);
+        } else if (error_kind_.size()) {
+            note(log_level::info, "redis: commands succeed again on " + where() + " after " + std::to_string(error_count_) +
+                                      " error(s) " + error_kind_);
+            error_kind_.clear();
+            error_count_ = 0;
         }
-        if (r->is_publish()) {
-            position pos;
-            if (!read_position(rep, pos)) return finish(*r, error::backplane_unavailable);
-            published_.fetch_add(1, std::memory_order_relaxed);
-            return r->on_published({}, std::move(pos));
+        std::string fetched;  // a fetch's channel: still followed here once answered?
+        {
+            std::lock_guard<std::mutex> lock(sink_mu_);
+            request_ptr r = take(id);
+            if (!r) return;
+            if (rep->type == REDIS_REPLY_ERROR) return finish(*r, error::backplane_unavailable);
+            if (r->is_publish()) {
+                position pos;
+                if (!read_position(rep, pos)) return finish(*r, error::backplane_unavailable);
+                published_.fetch_add(1, std::memory_order_relaxed);
+                return r->on_published({}, std::move(pos));
+            }
+            fetch_result result;
+            if (!read_fetch(rep, r->channel, result)) return finish(*r, error::backplane_unavailable);
+            fetches_.fetch_add(1, std::memory_order_relaxed);
+            r->on_fetched({}, std::move(result));
+            fetched = std::move(r->channel);
         }
-        fetch_result result;
-        if (!read_fetch(rep, r->channel, result)) return finish(*r, error::backplane_unavailable);
-        fetches_.fetch_add(1, std::memory_order_relaxed);
-        r->on_fetched({}, std::move(result));
+        // A fetch nobody here follows once answered (hub::head(), a subscriber gone meanwhile)
+        // leaves no SUBSCRIBE behind.
+        if (!to_sink([&](backplane_sink& s) { return s.following(fetched); })) unsubscribe(fetched);
+    }
+
+    /// An error reply to a request: counted, and logged once per kind of error in a row (OOM
+    /// under load would otherwise log once per publish). A primary demoted to a replica
+    /// (READONLY) is left: the link is rebuilt, with Sentinel on the new primary.
+    void server_error(std::string_view text, std::uint64_t id) {
+        server_errors_.fetch_add(1, std::memory_order_relaxed);
+        const std::string kind(text.substr(0, std::min(text.find(' '), std::size_t(32))));
+        remember_error(std::string(text.substr(0, 200)));
+        if (kind != error_kind_) {
+            std::string line = "redis: " + std::string(text.substr(0, 200));
+            if (request_ptr r = find(id)) line += " (channel " + r->channel + ")";
+            if (!error_kind_.empty()) line += "; before it, " + std::to_string(error_count_) + " error(s) " + error_kind_;
+            line += "; further ones are counted, not logged";
+            note(log_level::error, line);
+            error_kind_ = kind;
+            error_count_ = 0;
+        }
+        ++error_count_;
+        if (kind == "READONLY") post_link_down(where() + " is read-only (a replica now)");
     }
 
     static bool is_string(const redisReply* r) { return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS; }
@@ -368,6 +412,25 @@ private:
         }
         if (step == setup_publish_sha) publish_sha_.assign(rep->str, rep->len);
         if (step == setup_fetch_sha) fetch_sha_.assign(rep->str, rep->len);
+        if (step == setup_role && !(rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 && is_string(rep->element[0]) &&
+                                    std::string_view(rep->element[0]->str, rep->element[0]->len) == "master")) {
+            setup_failed_ = true;  // a replica (a sentinel that lies, or a failover under way)
+            return post_link_down(where() + " is not a primary (ROLE)");
+        }
+        if (step == setup_info) {
+            term_.clear();
+            if (is_string(rep)) {
+                const std::string_view info(rep->str, rep->len), key = "master_replid:";
+                if (std::size_t at = info.find(key); at != std::string_view::npos) {
+                    const std::string_view rest = info.substr(at + key.size());
+                    term_ = std::string(rest.substr(0, std::min(rest.find_first_of("\r\n"), std::size_t(64))));
+                }
+            }
+            if (term_.empty()) {
+                setup_failed_ = true;
+                return post_link_down(where() + " did not tell its replication id (INFO replication)");
+            }
+        }
         if (--setup_pending_ == 0 && !setup_failed_ && current() != state::connected) link_up();
     }
 
@@ -381,11 +444,13 @@ private:
 
     /// hiredis frees `ac` once this callback returns: forget it, and rebuild the link.
     void lost(const redisAsyncContext* ac, const std::string& why) {
-        if (connection* c = connection_of(ac)) {
-            c->ac = nullptr;
-            c->sent.clear();
-            post_link_down(why);
-        }
+        connection* c = connection_of(ac);
+        if (!c) return;
+        c->ac = nullptr;
+        c->sent.clear();
+        if (c == &watch_) return;  // the tick opens another
+        if (c == &ask_) return post_sentinel_failed("sentinel " + sentinel_at(asking_) + ": " + why);
+        post_link_down(why);
     }
 
     // ---- pub/sub ---------------------------------------------------------------------------
@@ -440,6 +505,7 @@ private:
 
     void message(redisAsyncContext* ac, const redisReply* rep) {
         if (!rep) return lost(ac, "connection lost");
+        if (ac == watch_.ac) return sentinel_event(rep);
         if (ac != sub_.ac || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || !is_string(rep->element[0]) ||
             !is_string(rep->element[1]))
             return;
@@ -487,8 +553,8 @@ private:
 
     // ---- the link ------------------------------------------------------------------------
 
-    bool open(connection& c) {
-        redisAsyncContext* ac = redisAsyncConnect(opts_.host.c_str(), opts_.port);
+    bool open(connection& c, const std::string& host, std::uint16_t port) {
+        redisAsyncContext* ac = redisAsyncConnect(host.c_str(), port);
         if (!ac) return false;
         if (ac->err) {
             remember_error(ac->errstr);
@@ -512,10 +578,21 @@ private:
 
     void connect() {
         if (current() == state::stopped) return;
+        ++attempt_;
         attempt_started_ = clock::now();
         setup_pending_ = 0;
         setup_failed_ = false;
-        if (!open(cmd_) || !open(sub_)) return link_down("cannot open a connection");
+        if (opts_.sentinels.empty()) return connect_primary();
+        asked_ = 0;
+        ask_sentinel();
+    }
+
+    void connect_primary() {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            primary_ = where();
+        }
+        if (!open(cmd_, host_, port_) || !open(sub_, host_, port_)) return link_down("cannot open a connection");
         for (connection* c : {&cmd_, &sub_}) {
             if (!opts_.password.empty() && opts_.username.empty()) setup(*c, setup_ok, {"AUTH", opts_.password});
             if (!opts_.password.empty() && !opts_.username.empty())
@@ -523,6 +600,8 @@ private:
         }
         const std::string db = std::to_string(opts_.db);
         if (opts_.db != 0) setup(cmd_, setup_ok, {"SELECT", db});
+        setup(cmd_, setup_role, {"ROLE"});  // never write to a replica, whoever named it
+        setup(cmd_, setup_info, {"INFO", "replication"});  // the term: see redis_scripts.hpp
         setup(cmd_, setup_publish_sha, {"SCRIPT", "LOAD", redis_scripts::publish});
         setup(cmd_, setup_fetch_sha, {"SCRIPT", "LOAD", redis_scripts::fetch});
         setup(sub_, setup_ok, {"PING"});  // before SUBSCRIBE: proves the connection answers
@@ -532,6 +611,12 @@ private:
         backoff_ = opts_.reconnect_min;
         failures_ = 0;
         connects_.fetch_add(1, std::memory_order_relaxed);
+        if (!last_primary_.empty() && last_primary_ != where()) {
+            failovers_.fetch_add(1, std::memory_order_relaxed);
+            note(log_level::warning, "redis: now on primary " + where() + " (was " + last_primary_ + ")");
+        }
+        last_primary_ = where();
+        named_ = false;
         set_state(state::connected);
         note(log_level::info, "redis: connected to " + where());
         for (auto& [channel, f] : followed_) sub_command("SUBSCRIBE", channel);
@@ -555,6 +640,9 @@ private:
         set_state(state::reconnecting);
         remember_error(why);
         if (was_up) disconnects_.fetch_add(1, std::memory_order_relaxed);
+        // That sentinel did not answer in time, or named a server that is down or not a
+        // primary (it lies, or it is behind): the next one, next time.
+        if (ask_.ac || std::exchange(named_, false)) ++asking_;
         close_connections();
         for (auto& [channel, f] : followed_) {
             f.resync = f.resync || f.confirmed;
@@ -568,6 +656,10 @@ private:
         }
         const auto jitter = backoff_ * static_cast<long>(detail::unique64() % 500) / 1000;
         next_attempt_ = clock::now() + backoff_ - jitter;
+        if (std::exchange(switched_, false)) {  // a sentinel named a new primary: go at once
+            backoff_ = opts_.reconnect_min;
+            next_attempt_ = clock::now();
+        }
         if (was_up || failures_++ == 0)
             note(log_level::warning, "redis: " + std::string(was_up ? "lost " : "cannot reach ") + where() + " (" + why +
                                          "); retrying in " + std::to_string((backoff_ - jitter).count()) + " ms");
@@ -575,16 +667,26 @@ private:
     }
 
     void close_connections() {
-        for (connection* c : {&cmd_, &sub_}) {
-            c->sent.clear();
-            if (redisAsyncContext* ac = std::exchange(c->ac, nullptr)) redisAsyncFree(ac);  // callbacks get null replies
-        }
+        for (connection* c : {&cmd_, &sub_, &ask_}) close(*c);
         unanswered_.clear();
+    }
+
+    static void close(connection& c) {
+        c.sent.clear();
+        if (redisAsyncContext* ac = std::exchange(c.ac, nullptr)) redisAsyncFree(ac);  // callbacks get null replies
+    }
+
+    /// Closes a connection from within one of its callbacks: hiredis frees it after.
+    void retire(connection& c) {
+        c.sent.clear();
+        if (redisAsyncContext* ac = std::exchange(c.ac, nullptr))
+            asio::post(strand_, [self = shared_from_this(), ac] { redisAsyncFree(ac); });
     }
 
     void shutdown() {
         timer_.cancel();
         close_connections();
+        close(watch_);
         followed_.clear();
         followed_count_.store(0, std::memory_order_relaxed);
     }
@@ -612,8 +714,8 @@ private:
             }
             break;
         case state::reconnecting:
-            if (cmd_.ac || sub_.ac) {  // an attempt is under way
-                if (now - attempt_started_ > opts_.connect_timeout || overdue(cmd_) || overdue(sub_))
+            if (cmd_.ac || sub_.ac || ask_.ac) {  // an attempt is under way
+                if (now - attempt_started_ > opts_.connect_timeout || overdue(cmd_) || overdue(sub_) || overdue(ask_))
                     link_down("no connection in " + ms(opts_.connect_timeout));
             } else if (now >= next_attempt_) {
                 connect();
@@ -621,6 +723,7 @@ private:
             break;
         case state::stopped: return;
         }
+        watch_sentinels(now);
         timer_.expires_after(std::chrono::milliseconds(50));
         timer_.async_wait([self = shared_from_this()](std::error_code ec) {
             if (!ec) self->tick();
@@ -646,7 +749,139 @@ private:
         if (log_) log_(level, text);
     }
 
-    std::string where() const { return opts_.host + ":" + std::to_string(opts_.port); }
+    std::string where() const {
+        return host_.empty() ? "the primary of " + opts_.master_name : host_ + ":" + std::to_string(port_);
+    }
+
+    // ---- Sentinel --------------------------------------------------------------------------
+
+    // privdata of sentinel commands
+    static constexpr std::uintptr_t sentinel_auth = 1, sentinel_ask = 2;
+
+    std::string sentinel_at(std::size_t i) const {
+        return opts_.sentinels.empty() ? std::string() : opts_.sentinels[i % opts_.sentinels.size()];
+    }
+
+    /// Asks the sentinel `asking_` for the primary's address.
+    void ask_sentinel() {
+        const std::string s = sentinel_at(asking_);
+        std::string host;
+        std::uint16_t port = 0;
+        try {
+            backplane::redis_options::split_address(s, host, port);
+        } catch (const std::invalid_argument&) {
+        }
+        if (port == 0) return sentinel_failed("sentinel " + s + ": not host:port");
+        if (!open(ask_, host, port)) return sentinel_failed("sentinel " + s + ": cannot open a connection");
+        if ((!opts_.sentinel_password.empty() && !send_argv(ask_, &on_sentinel_reply, sentinel_auth, {"AUTH", opts_.sentinel_password})) ||
+            !send_argv(ask_, &on_sentinel_reply, sentinel_ask, {"SENTINEL", "get-master-addr-by-name", opts_.master_name}))
+            return sentinel_failed("sentinel " + s + ": command refused by the connection");
+    }
+
+    /// That sentinel did not name the primary: the next one at once, or, when each was asked
+    /// in this attempt, the link is down (and retried with backoff).
+    void sentinel_failed(const std::string& why) {
+        retire(ask_);
+        remember_error(why);
+        ++asking_;
+        if (++asked_ < opts_.sentinels.size()) return ask_sentinel();
+        link_down("no sentinel named the primary of " + opts_.master_name + " (last: " + why + ")");
+    }
+
+    void post_sentinel_failed(std::string why) {
+        asio::post(strand_, [self = shared_from_this(), why = std::move(why), attempt = attempt_] {
+            if (attempt == self->attempt_ && self->current() != state::stopped) self->sentinel_failed(why);
+        });
+    }
+
+    static void on_sentinel_reply(redisAsyncContext* ac, void* reply, void* privdata) {
+        engine(ac).sentinel_reply(ac, static_cast<redisReply*>(reply), reinterpret_cast<std::uintptr_t>(privdata));
+    }
+
+    void sentinel_reply(redisAsyncContext* ac, const redisReply* rep, std::uintptr_t step) {
+        if (ac == watch_.ac) {  // the watcher's AUTH
+            if (!rep || rep->type == REDIS_REPLY_ERROR) retire(watch_);
+            return;
+        }
+        if (ac != ask_.ac) return;
+        if (!rep) return lost(ac, "connection lost");
+        if (!ask_.sent.empty()) ask_.sent.pop_front();
+        const std::string who = "sentinel " + sentinel_at(asking_);
+        if (rep->type == REDIS_REPLY_ERROR) return post_sentinel_failed(who + ": " + std::string(rep->str, std::min<std::size_t>(rep->len, 200)));
+        if (step == sentinel_auth) return;
+        // {host, port}; nil when it does not know the name
+        std::string host;
+        std::uint16_t port = 0;
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && is_string(rep->element[0]) && is_string(rep->element[1]) &&
+            rep->element[0]->len > 0 && rep->element[0]->len <= 255 && rep->element[1]->len <= 5) {
+            try {
+                backplane::redis_options::split_address(std::string(rep->element[0]->str, rep->element[0]->len) + ":" +
+                                                            std::string(rep->element[1]->str, rep->element[1]->len),
+                                                        host, port);
+            } catch (const std::invalid_argument&) {
+                port = 0;
+            }
+        }
+        if (port == 0) return post_sentinel_failed(who + " names no primary for " + opts_.master_name);
+        asio::post(strand_, [self = shared_from_this(), host, port, attempt = attempt_] {
+            if (attempt != self->attempt_ || self->current() == state::stopped || !self->ask_.ac) return;
+            self->retire(self->ask_);
+            self->named_ = true;
+            self->host_ = host;
+            self->port_ = port;
+            self->connect_primary();
+        });
+    }
+
+    /// Keeps one connection to a sentinel subscribed to `+switch-master`, so that a failover
+    /// is followed at once rather than when the old primary's connections fail.
+    void watch_sentinels(clock::time_point now) {
+        if (watch_.ac && !watch_confirmed_ && now - watch_opened_ > opts_.connect_timeout) close(watch_);  // it hangs
+        if (opts_.sentinels.empty() || watch_.ac || now < next_watch_) return;
+        next_watch_ = now + std::max(opts_.reconnect_min, std::chrono::milliseconds(500));
+        std::string host;
+        std::uint16_t port = 0;
+        try {
+            backplane::redis_options::split_address(sentinel_at(watching_++), host, port);
+        } catch (const std::invalid_argument&) {
+        }
+        if (port == 0 || !open(watch_, host, port)) return;
+        watch_confirmed_ = false;
+        watch_opened_ = now;
+        if ((!opts_.sentinel_password.empty() && !send_argv(watch_, &on_sentinel_reply, 0, {"AUTH", opts_.sentinel_password})) ||
+            !send_argv(watch_, &on_message, 0, {"SUBSCRIBE", "+switch-master"}))
+            close(watch_);
+        watch_.sent.clear();  // no answer is awaited on a subscription
+    }
+
+    // "+switch-master" "<name> <old ip> <old port> <new ip> <new port>"
+    void sentinel_event(const redisReply* rep) {
+        const bool shaped = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 3 && is_string(rep->element[0]) &&
+                            is_string(rep->element[1]);
+        const std::string_view kind = shaped ? std::string_view(rep->element[0]->str, rep->element[0]->len) : "";
+        if (!watch_confirmed_) {  // a sentinel confirms the subscription first; anything else: the next one
+            if (kind == "subscribe" && std::string_view(rep->element[1]->str, rep->element[1]->len) == "+switch-master")
+                watch_confirmed_ = true;
+            else
+                retire(watch_);
+            return;
+        }
+        if (kind != "message" || !is_string(rep->element[2]) || rep->element[2]->len > 1024) return;
+        std::vector<std::string_view> words;
+        std::string_view text(rep->element[2]->str, rep->element[2]->len);
+        while (!text.empty() && words.size() < 6) {
+            const std::size_t space = text.find(' ');
+            words.push_back(text.substr(0, space));
+            text = space == std::string_view::npos ? std::string_view() : text.substr(space + 1);
+        }
+        if (words.size() != 5 || words[0] != opts_.master_name) return;
+        const std::string to = std::string(words[3]) + ":" + std::string(words[4]);
+        if (current() == state::connected && to == where()) return;
+        note(log_level::warning, "redis: a sentinel reports that the primary of " + opts_.master_name + " moved to " + to);
+        switched_ = true;
+        if (current() == state::connected) post_link_down("the primary moved to " + to);
+        else next_attempt_ = clock::now();
+    }
     static std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
 
     asio::io_context& io_;
@@ -667,16 +902,31 @@ private:
     std::uint64_t next_id_ = setup_ids;
     bool stopped_ = false;
     std::string last_error_;
+    std::string primary_;
     mutable std::mutex state_mu_;
     mutable std::condition_variable state_cv_;
     std::atomic<state> state_{state::stopped};
     bool detached_ = false;  // under state_mu_
     std::atomic<std::uint64_t> connects_{0}, disconnects_{0}, timeouts_{0}, published_{0}, publish_errors_{0},
-        fetches_{0}, fetch_errors_{0}, received_{0};
+        fetches_{0}, fetch_errors_{0}, received_{0}, failovers_{0}, server_errors_{0};
     std::atomic<std::size_t> followed_count_{0};
 
     // the strand's own
     connection cmd_, sub_;
+    connection ask_, watch_;              // Sentinel: the question, the watch for +switch-master
+    std::string host_;                    // the Redis in use: from the options, or named by a sentinel
+    std::uint16_t port_;
+    std::string last_primary_;            // where the last link was up
+    std::string term_;                    // the primary's master_replid (redis_scripts.hpp)
+    std::uint64_t attempt_ = 0;           // connection attempts, to ignore late answers of old ones
+    std::size_t asking_ = 0, asked_ = 0;  // the sentinel asked now; how many in this attempt
+    std::size_t watching_ = 0;            // the sentinel to watch next
+    bool switched_ = false;               // a sentinel named a new primary: reconnect at once
+    bool named_ = false;                  // this attempt's primary was named by sentinel asking_
+    clock::time_point next_watch_, watch_opened_;
+    bool watch_confirmed_ = false;        // the watched sentinel confirmed its SUBSCRIBE
+    std::string error_kind_;              // the error Redis answered last (its first word), until a success
+    std::uint64_t error_count_ = 0;       // how many in a row
     std::string publish_sha_, fetch_sha_;
     int setup_pending_ = 0;
     bool setup_failed_ = false;

@@ -8,16 +8,26 @@ namespace herald::detail::redis_scripts {
 // entry {o: offset, d: data} per message. An absent hash means the stream is lost (Redis
 // restarted without persistence, keys evicted or expired): the caller's fresh epoch starts a
 // new stream and any leftover entries go.
+//
+// `term` names the primary that wrote the hash: the engine reads it at connection
+// (`master_replid`, which a promoted replica changes). On another primary, the last writes of
+// the old one may be missing (replication is asynchronous), so its offsets past what was
+// replicated could be taken again by other messages: the first script there renames the
+// stream (a fresh epoch) and keeps the old name in `prev`, valid up to the head replicated
+// (`base`). A cursor in `prev` at or below `base` resumes; one past it gets recovered = 0.
 
 /// KEYS: meta, stream. ARGV: fresh epoch, data, max messages, max age (ms), key ttl (ms),
-/// pub/sub channel. Orders one message: INCR of the head, XADD (trimmed by count and age),
-/// PUBLISH of "<epoch> <offset> <data>". Returns {epoch, offset}.
+/// pub/sub channel, term. Orders one message: INCR of the head, XADD (trimmed by count and
+/// age), PUBLISH of "<epoch> <offset> <data>". Returns {epoch, offset}.
 inline constexpr const char* publish = R"lua(
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local epoch, head, term = unpack(redis.call('HMGET', KEYS[1], 'epoch', 'head', 'term'))
 if not epoch then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'head', 0)
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'head', 0, 'term', ARGV[7])
+elseif term ~= ARGV[7] then
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'term', ARGV[7], 'prev', epoch, 'base', head)
+  epoch = ARGV[1]
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'head', 1)
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'o', offset, 'd', ARGV[2])
@@ -30,39 +40,47 @@ redis.call('PUBLISH', ARGV[6], epoch .. ' ' .. string.format('%d', offset) .. ' 
 return {epoch, offset}
 )lua";
 
-/// KEYS: meta, stream. ARGV: fresh epoch, key ttl (ms, renewed), and to resume: since epoch,
-/// since offset, max messages, max age (ms). Returns {epoch, head, recovered (0/1), offset1, data1,
-/// ...}: the messages after `since`, oldest first, only when all of them are still held (the
-/// count and age bounds are applied exactly here; XADD trims approximately).
+/// KEYS: meta, stream. ARGV: fresh epoch, key ttl (ms, renewed), term, and to resume: since
+/// epoch, since offset, max messages, max age (ms). Returns {epoch, head, recovered (0/1),
+/// offset1, data1, ...}: the messages after `since`, oldest first, only when all of them are
+/// still held (the count and age bounds are applied exactly here; XADD trims approximately).
+/// A `since` in the epoch the current one continues (`prev`) is valid up to `base`.
 inline constexpr const char* fetch = R"lua(
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-local head = 0
+local epoch, head, term = unpack(redis.call('HMGET', KEYS[1], 'epoch', 'head', 'term'))
 if not epoch then
   epoch = ARGV[1]
+  head = 0
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'head', 0)
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'head', 0, 'term', ARGV[3])
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 else
-  head = tonumber(redis.call('HGET', KEYS[1], 'head'))
+  head = tonumber(head)
+  if term ~= ARGV[3] then
+    redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'term', ARGV[3], 'prev', epoch, 'base', head)
+    epoch = ARGV[1]
+  end
   redis.call('PEXPIRE', KEYS[1], ARGV[2])  -- followed: keep the epoch alive
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
-if #ARGV < 6 then return {epoch, head, 1} end
-if ARGV[3] ~= epoch then return {epoch, head, 0} end
-local since = tonumber(ARGV[4])
+if #ARGV < 7 then return {epoch, head, 1} end
+local since = tonumber(ARGV[5])
+if ARGV[4] ~= epoch then
+  local prev, base = unpack(redis.call('HMGET', KEYS[1], 'prev', 'base'))
+  if not prev or ARGV[4] ~= prev or since > tonumber(base) then return {epoch, head, 0} end
+end
 if since >= head then
   if since == head then return {epoch, head, 1} end
   return {epoch, head, 0}
 end
 local n = head - since
-if n > tonumber(ARGV[5]) then return {epoch, head, 0} end
+if n > tonumber(ARGV[6]) then return {epoch, head, 0} end
 local entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n)
 if #entries < n then return {epoch, head, 0} end
 local oldest = entries[n]
 if tonumber(oldest[2][2]) ~= since + 1 then return {epoch, head, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if now - tonumber(string.match(oldest[1], '^(%d+)')) > tonumber(ARGV[6]) then return {epoch, head, 0} end
+if now - tonumber(string.match(oldest[1], '^(%d+)')) > tonumber(ARGV[7]) then return {epoch, head, 0} end
 local out = {epoch, head, 1}
 for i = n, 1, -1 do
   out[#out + 1] = tonumber(entries[i][2][2])
