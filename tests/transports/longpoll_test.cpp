@@ -3,6 +3,7 @@
 #include <herald/transport/longpoll.hpp>
 
 #include "support/recorder.hpp"
+#include "support/scripted_backplane.hpp"
 #include "support/test_connection.hpp"
 
 #include <catch2/catch.hpp>
@@ -224,4 +225,43 @@ TEST_CASE("long-poll: a malformed body gets 400 and opens no session") {
         CHECK(c->holds == 0);
     }
     CHECK(t.hub.stats().sessions == 0);
+}
+
+TEST_CASE("long-poll: a resume into a renamed stream (a Redis failover) answers its subscribed, and the missed messages in the new epoch") {
+    // A resume the new primary can serve: the poll says the stream's new name (contract 5), so
+    // that the client keeps its offset under it rather than resyncing at the first message.
+    auto world = std::make_shared<herald::test::scripted_backplane::world>();
+    herald::server_options opts;
+    herald::hub hub(opts.hub, herald::test::scripted_backplane(world));
+    herald::rule_authorizer auth;
+    auth.allow(herald::action::subscribe, "c");
+    hub.set_authorizer(std::move(auth));
+    herald::net::transport_context ctx{hub, opts};
+    ctx.server_id = "test";
+    ctx.transports = {"longpoll"};
+    herald::transport::longpoll lp(ctx, {});
+    herald::position p;
+    for (int i = 1; i <= 5; ++i) p = hub.publish("c", herald::test::payload(i));
+    world->fail_over("c", 5);
+    auto c = test_connection::make();
+    REQUIRE(offer(lp, c, make_request("POST", "/herald/poll", {{"Host", "127.0.0.1:8080"}},
+                                      R"({"channels":{"c":{"epoch":")" + p.epoch + R"(","offset":3}},"timeout":0})")));
+    c->run();
+    REQUIRE(c->responses.size() == 1);
+    const json frames = frames_of(c->responses[0]);
+    REQUIRE(frames.size() >= 1);
+    CHECK(frames[0]["type"] == "subscribed");
+    CHECK(frames[0]["recovered"] == true);
+    CHECK(frames[0]["epoch"] != p.epoch);
+    CHECK(offsets_of(frames) == herald::test::range(4, 5));
+    for (const json& f : frames) CHECK(f["epoch"] == frames[0]["epoch"]);
+
+    // A resume in the stream's current name is confirmed silently, as before.
+    const std::string renamed = frames[0]["epoch"];
+    auto again = test_connection::make();
+    REQUIRE(offer(lp, again, make_request("POST", "/herald/poll", {{"Host", "127.0.0.1:8080"}},
+                                          R"({"channels":{"c":{"epoch":")" + renamed + R"(","offset":5}},"timeout":0})")));
+    again->run();
+    REQUIRE(again->responses.size() == 1);
+    CHECK(frames_of(again->responses[0]).empty());
 }

@@ -18,7 +18,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
-#include <set>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -116,7 +116,7 @@ public:
     using clock = net::clock;
 
     held_poll(longpoll& t, net::connection_ptr c, http_request r, herald::peer p,
-              std::set<std::string> resumed, clock::time_point deadline)
+              std::map<std::string, std::string> resumed, clock::time_point deadline)
         : t_(t), conn_(c), request_(std::move(r)), peer_(std::move(p)), resumed_(std::move(resumed)),
           deadline_(deadline) {
         t_.ctx_.metrics.polls_held.fetch_add(1, std::memory_order_relaxed);
@@ -144,7 +144,8 @@ public:
         // stay a prefix of what it has, which its cursor resumes from on the next poll.
         std::size_t bytes = 0;
         for (const frame_ptr& f : frames) {
-            if (f->type == frame_type::subscribed && f->recovered && resumed_.count(f->channel)) continue;
+            // One in another epoch is news: the stream was renamed (contract 5).
+            if (f->type == frame_type::subscribed && f->recovered && confirms_resume(*f)) continue;
             bytes += f->text.size() + 1;
             if (bytes > t_.opts_.max_answer_bytes && !kept_.empty()) break;
             kept_.push_back(f);
@@ -204,7 +205,12 @@ private:
     std::weak_ptr<net::connection> conn_;
     http_request request_;
     herald::peer peer_;
-    std::set<std::string> resumed_;
+    bool confirms_resume(const frame& f) const {
+        const auto it = resumed_.find(f.channel);
+        return it != resumed_.end() && it->second == f.pos.epoch;
+    }
+
+    std::map<std::string, std::string> resumed_;  // channel -> the epoch its poll resumed in
     clock::time_point deadline_;
     std::vector<frame_ptr> kept_;
     bool ticked_ = false;  // a tick came since the poll arrived (see answer_if_ready)
@@ -228,13 +234,13 @@ inline void longpoll::poll(const net::connection_ptr& c, const http_request& r, 
     // Each channel is a subscribe from its cursor, applied by the peer as a WebSocket's
     // would be: answers and errors (a refused channel) go into the session, in channel order.
     herald::peer p(ctx_.hub, std::move(who), c->waker());
-    std::set<std::string> resumed;
+    std::map<std::string, std::string> resumed;
     for (protocol::poll_channel& ch : req.channels) {
         if (ch.error) {
             p.refuse(ch.error, ch.name, 0, "cursor must be {epoch, offset} or null");
             continue;
         }
-        if (ch.since) resumed.insert(ch.name);
+        if (ch.since) resumed.emplace(ch.name, ch.since->epoch);
         protocol::request subscribe;
         subscribe.type = protocol::request::kind::subscribe;
         subscribe.channel = ch.name;
