@@ -309,6 +309,11 @@ class FakeWebSocket {
 export function setup({ server, ...options } = {}) {
   const clock = new FakeClock();
   const herald = new FakeHerald(clock, server);
+  return { clock, herald, ...recorded(clock, herald, options) };
+}
+
+/** A client of `herald` on `clock`, its events recorded: what setup() returns besides them. */
+export function recorded(clock, herald, options = {}) {
   const client = connect({
     url: 'http://cms.test',
     WebSocket: herald.WebSocket,
@@ -321,7 +326,7 @@ export function setup({ server, ...options } = {}) {
   });
   const events = { state: [], transport: [], resync: [], error: [] };
   for (const name of Object.keys(events)) client.on(name, (detail) => events[name].push(detail));
-  return { clock, herald, client, events, states: () => events.state.map((s) => s.state) };
+  return { client, events, states: () => events.state.map((s) => s.state) };
 }
 
 /** Subscribes and records what the handler gets: data, and the offsets seen. */
