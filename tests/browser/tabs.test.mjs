@@ -4,11 +4,9 @@
 // requests not queued behind held polls, and the leader tab closed without loss or resync.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
+import { launchChromium } from './chromium.mjs';
 import { startServer, sleep } from '../protocol/harness.mjs';
 
-const require = createRequire(new URL('../js/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
 
 const demoBinary = process.env.HERALD_DEMO;
 const TABS = 8;
@@ -16,11 +14,7 @@ const token = 'tabs-metrics-token';
 let browser;
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
-           '--no-first-run', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 after(async () => { await browser?.close(); });
 
