@@ -490,6 +490,7 @@ class Client {
   // poll would ask again.
   #refused(f) {
     if (f.code === 'not_subscribed') return; // an unsubscribe crossed a drop: nothing to undo
+    if (this.#tab && f.channel && !this.#channels.has(f.channel)) return; // another tab's
     if (f.channel) this.#channels.delete(f.channel);
     this.#emit('error', new HeraldError(f.code, f.message, f.channel));
   }
@@ -558,6 +559,7 @@ class Client {
 //   answers   {t:'res', from, to, id, ok, value | error}
 //   events    {t:'ev', from, to?, name, detail}     the leader -> every tab, or one (TAB_EVENTS)
 //   a leader  {t:'leader', from, to?}               broadcast when it takes over; `to`: a hello's answer
+//   no leader {t:'resign', from}                     it hands over: wait for the next one
 // The server's frames are relayed as they came; each tab applies them to its own cursors, as
 // if from a connection of its own, so a tab ahead drops what it saw and a tab behind asks the
 // leader to move the connection back (Client.#follow). When the leader goes (closed, frozen,
@@ -605,8 +607,9 @@ class TabLink {
   constructor(o, c) {
     this.#o = o;
     this.#c = c;
-    // Scoped by server and key (Web Locks and BroadcastChannel are already per origin).
-    this.#name = `herald ${o.urls.info.slice(0, -'info'.length)} ${o.shareKey}`;
+    // Scoped by server and key (Web Locks and BroadcastChannel are already per origin), and
+    // by the envelope's version: tabs loaded before and after a deploy do not mix.
+    this.#name = `herald.tabs.1 ${o.urls.info.slice(0, -'info'.length)} ${o.shareKey}`;
     this.#bc = new o.BroadcastChannel(this.#name);
     this.#bc.onmessage = (ev) => this.#receive(ev.data);
     this.#listenToPage();
@@ -656,6 +659,9 @@ class TabLink {
   // This tab neither leads nor follows any more (page hidden or frozen, or closed).
   #leave(err) {
     if (this.#leader && this.#leader !== this.#id) this.#send({ t: 'req', to: this.#leader, op: 'bye' });
+    // Said before the lock goes: the others hold their publishes for the next leader instead
+    // of sending them to this one.
+    if (this.#hub) this.#send({ t: 'resign' });
     this.#hub?.stop();
     this.#hub = null;
     this.#release?.();
@@ -692,6 +698,8 @@ class TabLink {
     if (this.#stopped || this.#away || !m || (m.to && m.to !== this.#id)) return;
     if (m.t === 'req') {
       this.#hub?.request(m);
+    } else if (m.t === 'resign') {
+      if (m.from === this.#leader && m.from !== this.#id) this.#following(null);
     } else if (m.t === 'leader') {
       if (m.from === this.#leader) return;
       this.#following(m.from);

@@ -6,6 +6,14 @@ import { FakeClock, FakeHerald, recorded } from './fake-herald.mjs';
 
 export class FakeLocks {
   #names = new Map(); // name -> {holder, waiting: []}
+  #paused = false;
+
+  /** Grants nothing (a browser slow to hand the lock over) until resume(). */
+  pause() { this.#paused = true; }
+  resume() {
+    this.#paused = false;
+    for (const [name, q] of this.#names) this.#grant(q, name);
+  }
 
   request(name, options, fn) {
     if (typeof options === 'function') [fn, options] = [options, {}];
@@ -29,7 +37,7 @@ export class FakeLocks {
   waiting(name) { return this.#names.get(name)?.waiting.length ?? 0; }
 
   #grant(q, name) {
-    if (q.holder || !q.waiting.length) return;
+    if (this.#paused || q.holder || !q.waiting.length) return;
     const w = (q.holder = q.waiting.shift());
     queueMicrotask(async () => {
       try {

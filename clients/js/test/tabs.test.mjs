@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { browser } from './fake-tabs.mjs';
-import { setup, record } from './fake-herald.mjs';
+import { setup, record, settle } from './fake-herald.mjs';
 
 const CH = 'project.42.items';
 const open = (herald) => herald.sockets.filter((s) => s.readyState === 1);
@@ -146,6 +146,36 @@ test('the leader goes with a follower\'s publish in flight: the publish rejects 
   assert.equal(await outcome, 'disconnected');
   // The next publish goes through the new leader (the follower itself).
   assert.deepEqual(await follower.client.publish(CH, 'y'), { epoch: 'e1', offset: 1 });
+});
+
+test('a publish made while the leader hands over waits for the next leader, and is made once', async () => {
+  const { clock, herald, locks, tab } = browser();
+  const [leader, follower] = [tab(), tab()];
+  await clock.advance(0);
+  locks.pause();
+  leader.client.close();            // it says so before it lets the lock go
+  await settle();
+  const p = follower.client.publish(CH, 'during the handover');
+  await settle();
+  assert.equal(herald.sockets.filter((s) => s.readyState === 1).length, 0);
+  locks.resume();                   // the follower leads now
+  await clock.advance(0);
+  assert.deepEqual(await p, { epoch: 'e1', offset: 1 });
+  assert.equal(herald.channel(CH).head, 1, 'made once');
+});
+
+test('a refused subscription is an error in the tabs that follow the channel only', async () => {
+  const { clock, herald, tab } = browser();
+  herald.forbidden.add('user.bob.notifications');
+  const [a, b] = [tab(), tab()];
+  record(a.client, 'user.bob.notifications');
+  const other = record(b.client, CH);
+  await clock.advance(0);
+  assert.deepEqual(a.events.error.map((e) => [e.code, e.channel]), [['forbidden', 'user.bob.notifications']]);
+  assert.deepEqual(b.events.error, []);
+  herald.publish(CH, 'still live');
+  await clock.advance(0);
+  assert.deepEqual(other.offsets(), [1]);
 });
 
 test('long-poll: one poll held for every tab, carrying every tab\'s channels; state and explanation relayed', async () => {

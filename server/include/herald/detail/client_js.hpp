@@ -501,6 +501,7 @@ class Client {
   // poll would ask again.
   #refused(f) {
     if (f.code === 'not_subscribed') return; // an unsubscribe crossed a drop: nothing to undo
+    if (this.#tab && f.channel && !this.#channels.has(f.channel)) return; // another tab's
     if (f.channel) this.#channels.delete(f.channel);
     this.#emit('error', new HeraldError(f.code, f.message, f.channel));
   }
@@ -556,12 +557,12 @@ class Client {
   }
 
   #emit(name, detail) {
-    for (const fn of [...this.#listeners.get(name)]) call(fn, detail);
+    for (const fn of)herald_js"
+    R"herald_js( [...this.#listeners.get(name)]) call(fn, detail);
   }
 }
 
-// ---- one connection for every )herald_js"
-    R"herald_js(tab ---------------------------------------------------------
+// ---- one connection for every tab ---------------------------------------------------------
 // Browsers allow 6 HTTP/1.1 connections per origin, and a held poll takes one: eight tabs on
 // long-poll would stall each other and the CMS's own requests. So the tabs of a browser share
 // one connection. The tab holding a Web Lock (the leader) runs it, in a Hub; every tab,
@@ -570,6 +571,7 @@ class Client {
 //   answers   {t:'res', from, to, id, ok, value | error}
 //   events    {t:'ev', from, to?, name, detail}     the leader -> every tab, or one (TAB_EVENTS)
 //   a leader  {t:'leader', from, to?}               broadcast when it takes over; `to`: a hello's answer
+//   no leader {t:'resign', from}                     it hands over: wait for the next one
 // The server's frames are relayed as they came; each tab applies them to its own cursors, as
 // if from a connection of its own, so a tab ahead drops what it saw and a tab behind asks the
 // leader to move the connection back (Client.#follow). When the leader goes (closed, frozen,
@@ -617,8 +619,9 @@ class TabLink {
   constructor(o, c) {
     this.#o = o;
     this.#c = c;
-    // Scoped by server and key (Web Locks and BroadcastChannel are already per origin).
-    this.#name = `herald ${o.urls.info.slice(0, -'info'.length)} ${o.shareKey}`;
+    // Scoped by server and key (Web Locks and BroadcastChannel are already per origin), and
+    // by the envelope's version: tabs loaded before and after a deploy do not mix.
+    this.#name = `herald.tabs.1 ${o.urls.info.slice(0, -'info'.length)} ${o.shareKey}`;
     this.#bc = new o.BroadcastChannel(this.#name);
     this.#bc.onmessage = (ev) => this.#receive(ev.data);
     this.#listenToPage();
@@ -668,6 +671,9 @@ class TabLink {
   // This tab neither leads nor follows any more (page hidden or frozen, or closed).
   #leave(err) {
     if (this.#leader && this.#leader !== this.#id) this.#send({ t: 'req', to: this.#leader, op: 'bye' });
+    // Said before the lock goes: the others hold their publishes for the next leader instead
+    // of sending them to this one.
+    if (this.#hub) this.#send({ t: 'resign' });
     this.#hub?.stop();
     this.#hub = null;
     this.#release?.();
@@ -704,6 +710,8 @@ class TabLink {
     if (this.#stopped || this.#away || !m || (m.to && m.to !== this.#id)) return;
     if (m.t === 'req') {
       this.#hub?.request(m);
+    } else if (m.t === 'resign') {
+      if (m.from === this.#leader && m.from !== this.#id) this.#following(null);
     } else if (m.t === 'leader') {
       if (m.from === this.#leader) return;
       this.#following(m.from);
@@ -737,7 +745,8 @@ class TabLink {
     };
     for (const [target, name, fn] of [[win, 'pagehide', away], [win, 'pageshow', back],
       [win.document, 'freeze', away], [win.document, 'resume', back]]) {
-      if (typeof target?.addEventListener !== 'function') continue;
+      if (typeof target?.addEventListener !== 'funct)herald_js"
+    R"herald_js(ion') continue;
       target.addEventListener(name, fn);
       this.#unlisten.push(() => target.removeEventListener(name, fn));
     }
@@ -756,8 +765,7 @@ class Hub {
   constructor(o, send) {
     this.#send = send;
     this.#port.tap = (f, before) => this.#frame(f, before);
-    this.engine =)herald_js"
-    R"herald_js( new Client({ ...o, shareConnection: false }, this.#port);
+    this.engine = new Client({ ...o, shareConnection: false }, this.#port);
     for (const name of ['transport', 'state']) {
       this.engine.on(name, (d) => {
         this.#last[name] = d;
@@ -966,7 +974,8 @@ class WebSocketTransport {
     const said = reason ? `: ${reason}` : '';
     if (!this.up) {
       return this.#end({
-        failure: true,
+        failure: true)herald_js"
+    R"herald_js(,
         reason: `websocket closed before welcome (code ${code}${said}; proxy dropped Upgrade?)`,
         // Refused before it opened: the upgrade did not reach the server (a proxy answered
         // itself, or dropped the Upgrade header). Opened, then cut: something on the way
@@ -976,8 +985,7 @@ class WebSocketTransport {
       });
     }
     switch (code) {
-      case 4008: return this.#end({ failure: f)herald_js"
-    R"herald_js(alse, delay: 0, reason: 'slow consumer (close 4008): resuming at once' });
+      case 4008: return this.#end({ failure: false, delay: 0, reason: 'slow consumer (close 4008): resuming at once' });
       case 4000: return this.#end({ failure: false, delay: 0, reason: 'the server found the connection idle (close 4000)' });
       case 4001: return this.#end({ failure: false, reason: 'the server is draining (close 4001)' });
       case 4003: return this.#end({ failure: false, expired: true, token: this.#token, reason: 'the credentials expired (close 4003)' });
@@ -1149,7 +1157,8 @@ function endpoints(base) {
 
 // text/plain keeps a cross-origin POST "simple": no CORS preflight per poll.
 function post(body, o, signal) {
-  return { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: JSON.stringify(body), signal, credentials: o.credentials };
+  return { method: 'POST', headers: { 'Content-Type': 'text/plain' )herald_js"
+    R"herald_js(}, body: JSON.stringify(body), signal, credentials: o.credentials };
 }
 
 // A proxy's HTML error page is not an exception: it is "no herald.v1 answer".
@@ -1164,8 +1173,7 @@ function checkChannel(channel) {
 }
 
 function checkCursor(since) {
-  if (typeof since.epoch !== 'string' || !Number.isSafeInteger(since.offse)herald_js"
-    R"herald_js(t) || since.offset < 0) {
+  if (typeof since.epoch !== 'string' || !Number.isSafeInteger(since.offset) || since.offset < 0) {
     throw new TypeError('herald: since must be {epoch: string, offset: non-negative integer}');
   }
   return { epoch: since.epoch, offset: since.offset };
