@@ -322,6 +322,7 @@ export function recorded(clock, herald, options = {}) {
     clearTimeout: clock.clearTimeout,
     now: () => clock.now,
     random: () => 0.5,
+    locks: null, // alone, whatever the Node version offers (fake-tabs.mjs shares)
     ...options,
   });
   const events = { state: [], transport: [], resync: [], error: [] };
