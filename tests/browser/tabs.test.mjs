@@ -1,7 +1,8 @@
 // Eight tabs of the CMS demo in one browser (one context: they share its connection pool, as
 // the tabs of a real browser do) share one herald connection, on WebSocket and on long-poll:
 // every update once in every tab within a second, one connection on the server, the CMS's own
-// requests not queued behind held polls, and the leader tab closed without loss or resync.
+// requests not queued behind held polls, and the leader tab closed, or frozen, without loss or
+// resync.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchChromium } from './chromium.mjs';
@@ -145,6 +146,27 @@ for (const transport of ['websocket', 'longpoll']) {
       assert.ok((await metric(server, clients)) <= 1, 'still one connection');
       await setStatus(server, 1, 1, 'approved');
       onceEach(await allGot(rest, 1, 2000), 1, 'after the takeover');
+
+      // The browser freezes the new leader (a background tab): it hands over on 'freeze'; the
+      // others go on, and when it is resumed it catches up from its cursor, once, no resync.
+      // (Headless Chromium fires no freeze for a visible page, even through CDP's
+      // Page.setWebLifecycleState: the test fires the event and stops the page's JavaScript.)
+      const [frozen, ...live] = rest;
+      await Promise.all(live.map((p) => p.evaluate(() => { window.states.length = 0; })));
+      const cdp = await context.newCDPSession(frozen);
+      await frozen.evaluate(() => document.dispatchEvent(new Event('freeze')));
+      await cdp.send('Debugger.enable');
+      await cdp.send('Debugger.pause');
+      for (let k = 0; k < 3; k++) await setStatus(server, 1 + k, 2, statuses[k]);
+      onceEach(await allGot(live, 3, 5000), 3, 'published while the leader is frozen');
+      for (const p of live) assert.ok((await p.evaluate(() => window.states)).includes('connecting'), 'the frozen leader handed over');
+      await cdp.send('Debugger.resume');
+      await frozen.evaluate(() => document.dispatchEvent(new Event('resume')));
+      onceEach(await allGot([frozen], 3, 5000), 3, 'caught up after the freeze');
+      for (const p of rest) assert.equal(await p.evaluate(() => window.demo.resyncs), 0, 'no resync');
+      await setStatus(server, 2, 2, 'draft');
+      onceEach(await allGot(rest, 1, 2000), 1, 'after the freeze');
+      assert.ok((await metric(server, clients)) <= 1, 'one connection');
     } finally {
       await context.close();
       await server.stop();
