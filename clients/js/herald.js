@@ -97,7 +97,7 @@ class Client {
   #token = null;      // from options.accessToken: sent with every request, renewed on `refresh`
   #fresh = false;     // #token was just given: the next attempt uses it without asking again
   #asking = null;     // the accessToken call under way, if any
-  #tab = null;        // shared: this tab's link to the leader's connection (#active while open)
+  #tab = null;        // shared: this tab's link to the leader's connection (#active too)
   #tap = null;        // the leader's connection (see Hub): hears every frame from the server
 
   // `port`: given by a Hub, for the connection it runs on behalf of every tab. The client then

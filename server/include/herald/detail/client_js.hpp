@@ -106,7 +106,7 @@ class Client {
   #token = null;      // from options.accessToken: sent with every request, renewed on `refresh`
   #fresh = false;     // #token was just given: the next attempt uses it without asking again
   #asking = null;     // the accessToken call under way, if any
-  #tab = null;        // shared: this tab's link to the leader's connection (#active while open)
+  #tab = null;        // shared: this tab's link to the leader's connection (#active too)
   #tap = null;        // the leader's connection (see Hub): hears every frame from the server
 
   // `port`: given by a Hub, for the connection it runs on behalf of every tab. The client then
@@ -176,9 +176,9 @@ class Client {
     if (this.#state === 'offline') return Promise.reject(offline(channel));
     if (this.#state === 'expired') return Promise.reject(new HeraldError('expired', 'the credentials expired', channel));
     return new Promise((resolve, reject) => {
-      this.#outbox.push({ channel, data, resolve, reject)herald_js"
-    R"herald_js( });
-      this.#flush();
+      this.#outbox.push({ channel, data, resolve, reject });
+  )herald_js"
+    R"herald_js(    this.#flush();
     });
   }
 
@@ -380,8 +380,8 @@ class Client {
   }
 
   // A probe got its welcome and has resubscribed every channel from its cursor. Only now is
-  // long-poll stopped: wha)herald_js"
-    R"herald_js(tever the last poll would have brought, the WebSocket replays, and
+  // long-poll stopped: whatever t)herald_js"
+    R"herald_js(he last poll would have brought, the WebSocket replays, and
   // whatever both bring is dropped as a duplicate by cursor.
   #promote(ws) {
     this.#probe = null;
@@ -557,8 +557,8 @@ class Client {
   }
 
   #emit(name, detail) {
-    for (const fn of)herald_js"
-    R"herald_js( [...this.#listeners.get(name)]) call(fn, detail);
+    for (const fn of [...th)herald_js"
+    R"herald_js(is.#listeners.get(name)]) call(fn, detail);
   }
 }
 
@@ -745,8 +745,8 @@ class TabLink {
     };
     for (const [target, name, fn] of [[win, 'pagehide', away], [win, 'pageshow', back],
       [win.document, 'freeze', away], [win.document, 'resume', back]]) {
-      if (typeof target?.addEventListener !== 'funct)herald_js"
-    R"herald_js(ion') continue;
+      if (typeof target?.addEventListener !== 'function') c)herald_js"
+    R"herald_js(ontinue;
       target.addEventListener(name, fn);
       this.#unlisten.push(() => target.removeEventListener(name, fn));
     }
@@ -974,9 +974,9 @@ class WebSocketTransport {
     const said = reason ? `: ${reason}` : '';
     if (!this.up) {
       return this.#end({
-        failure: true)herald_js"
-    R"herald_js(,
-        reason: `websocket closed before welcome (code ${code}${said}; proxy dropped Upgrade?)`,
+        failure: true,
+     )herald_js"
+    R"herald_js(   reason: `websocket closed before welcome (code ${code}${said}; proxy dropped Upgrade?)`,
         // Refused before it opened: the upgrade did not reach the server (a proxy answered
         // itself, or dropped the Upgrade header). Opened, then cut: something on the way
         // ends WebSocket connections.
@@ -1157,8 +1157,8 @@ function endpoints(base) {
 
 // text/plain keeps a cross-origin POST "simple": no CORS preflight per poll.
 function post(body, o, signal) {
-  return { method: 'POST', headers: { 'Content-Type': 'text/plain' )herald_js"
-    R"herald_js(}, body: JSON.stringify(body), signal, credentials: o.credentials };
+  return { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body)herald_js"
+    R"herald_js(: JSON.stringify(body), signal, credentials: o.credentials };
 }
 
 // A proxy's HTML error page is not an exception: it is "no herald.v1 answer".
