@@ -566,7 +566,9 @@ class Client {
 // hidden), the next tab in the lock's queue leads: every tab says where it is (`hello`), and
 // the new connection resumes each channel from the earliest cursor.
 
-// What a tab may ask the leader; `hub.engine` is the leader's Client. A new request is a line.
+// What a tab may ask the leader (TabLink.request); `hub.engine` is the leader's Client. A new
+// request is a line here, e.g. `presence: (hub, tab, { channel }) => hub.engine.presence(channel)`;
+// a new server frame (join, leave) needs nothing: every frame reaches every tab's #frame.
 const OPS = {
   hello: (hub, tab, { channels }) => hub.hello(tab, channels),
   subscribe: (hub, tab, { channel, cursor }) => hub.follow(tab, channel, cursor),
@@ -621,12 +623,15 @@ class TabLink {
   reconnect() { this.#tell('reconnect'); }
   refresh() {} // the leader renews its own credentials
 
-  // -> Promise<published or error frame>; rejects (disconnected) if the leader goes first.
-  publish(channel, data) {
+  // -> Promise<published or error frame>
+  publish(channel, data) { return this.request('publish', { channel, data }); }
+
+  /** Asks the leader (OPS): a Promise of its answer; rejects (disconnected) if it goes first. */
+  request(op, args) {
     return new Promise((resolve, reject) => {
       const id = this.#nextId++;
       this.#pending.set(id, { resolve, reject });
-      this.#tell('publish', { channel, data }, id);
+      this.#tell(op, args, id);
     });
   }
 

@@ -578,7 +578,9 @@ class Client {
 // hidden), the next tab in the lock's queue leads: every tab says where it is (`hello`), and
 // the new connection resumes each channel from the earliest cursor.
 
-// What a tab may ask the leader; `hub.engine` is the leader's Client. A new request is a line.
+// What a tab may ask the leader (TabLink.request); `hub.engine` is the leader's Client. A new
+// request is a line here, e.g. `presence: (hub, tab, { channel }) => hub.engine.presence(channel)`;
+// a new server frame (join, leave) needs nothing: every frame reaches every tab's #frame.
 const OPS = {
   hello: (hub, tab, { channels }) => hub.hello(tab, channels),
   subscribe: (hub, tab, { channel, cursor }) => hub.follow(tab, channel, cursor),
@@ -633,12 +635,15 @@ class TabLink {
   reconnect() { this.#tell('reconnect'); }
   refresh() {} // the leader renews its own credentials
 
-  // -> Promise<published or error frame>; rejects (disconnected) if the leader goes first.
-  publish(channel, data) {
+  // -> Promise<published or error frame>
+  publish(channel, data) { return this.request('publish', { channel, data }); }
+
+  /** Asks the leader (OPS): a Promise of its answer; rejects (disconnected) if it goes first. */
+  request(op, args) {
     return new Promise((resolve, reject) => {
       const id = this.#nextId++;
       this.#pending.set(id, { resolve, reject });
-      this.#tell('publish', { channel, data }, id);
+      this.#tell(op, args, id);
     });
   }
 
@@ -739,14 +744,14 @@ class TabLink {
       this.#away = true;
     };
     const back = () => {
-      if (!this.#away || this.#stopped) return;
+      if (!this.#away || t)herald_js"
+    R"herald_js(his.#stopped) return;
       this.#away = false;
       this.#join();
     };
     for (const [target, name, fn] of [[win, 'pagehide', away], [win, 'pageshow', back],
       [win.document, 'freeze', away], [win.document, 'resume', back]]) {
-      if (typeof target?.addEventListener !== 'function') c)herald_js"
-    R"herald_js(ontinue;
+      if (typeof target?.addEventListener !== 'function') continue;
       target.addEventListener(name, fn);
       this.#unlisten.push(() => target.removeEventListener(name, fn));
     }
@@ -963,7 +968,8 @@ class WebSocketTransport {
     } else if (f.type === 'ping') {
       this.#send({ type: 'pong' });
     } else if (f.type === 'reconnect') {
-      this.#end({ failure: false, delay: Math.max(0, Number(f.after) || 0), reason: `server asked to reconnect (${f.reason})` });
+      this.#end({ failure: false, delay: Math.max(0, Num)herald_js"
+    R"herald_js(ber(f.after) || 0), reason: `server asked to reconnect (${f.reason})` });
     } else {
       this.#c.frame(f);
     }
@@ -975,8 +981,7 @@ class WebSocketTransport {
     if (!this.up) {
       return this.#end({
         failure: true,
-     )herald_js"
-    R"herald_js(   reason: `websocket closed before welcome (code ${code}${said}; proxy dropped Upgrade?)`,
+        reason: `websocket closed before welcome (code ${code}${said}; proxy dropped Upgrade?)`,
         // Refused before it opened: the upgrade did not reach the server (a proxy answered
         // itself, or dropped the Upgrade header). Opened, then cut: something on the way
         // ends WebSocket connections.
@@ -1152,13 +1157,13 @@ function endpoints(base) {
   const u = new URL(base ?? globalThis.location?.origin ?? '', globalThis.location?.href);
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`herald: url must be http(s): ${base}`);
   const root = `${u.origin}${u.pathname.replace(/\/+$/, '')}/herald/`;
-  return { info: `${root}info`, poll: `${root}poll`, publish: `${root}publish`, ws: `${root.replace(/^http/, 'ws')}ws` };
+  return { info)herald_js"
+    R"herald_js(: `${root}info`, poll: `${root}poll`, publish: `${root}publish`, ws: `${root.replace(/^http/, 'ws')}ws` };
 }
 
 // text/plain keeps a cross-origin POST "simple": no CORS preflight per poll.
 function post(body, o, signal) {
-  return { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body)herald_js"
-    R"herald_js(: JSON.stringify(body), signal, credentials: o.credentials };
+  return { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: JSON.stringify(body), signal, credentials: o.credentials };
 }
 
 // A proxy's HTML error page is not an exception: it is "no herald.v1 answer".
