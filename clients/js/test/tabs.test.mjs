@@ -148,6 +148,20 @@ test('the leader goes with a follower\'s publish in flight: the publish rejects 
   assert.deepEqual(await follower.client.publish(CH, 'y'), { epoch: 'e1', offset: 1 });
 });
 
+test('a follower\'s subscription not yet answered when the leader goes: resync, never a silent gap', async () => {
+  const { clock, herald, tab } = browser();
+  const [leader, follower] = [tab(), tab()];
+  await clock.advance(0);
+  const items = record(follower.client, CH);  // on its way to the leader
+  leader.client.close();                      // which goes before it answers
+  herald.publish(CH, 'published meanwhile');
+  await clock.advance(0);
+  assert.deepEqual(follower.events.resync, [{ channel: CH, epoch: 'e1', offset: 1 }]);
+  herald.publish(CH, 'live');
+  await clock.advance(0);
+  assert.deepEqual(items.got.map((m) => m.data), ['live']);
+});
+
 test('a publish made while the leader hands over waits for the next leader, and is made once', async () => {
   const { clock, herald, locks, tab } = browser();
   const [leader, follower] = [tab(), tab()];
