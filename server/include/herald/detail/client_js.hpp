@@ -29,7 +29,9 @@ inline constexpr std::string_view client_js =
 
 export const VERSION = '0.1.0';
 
-const PROTOCOL = 'herald.v1';
+// The protocol versions this client speaks, newest first: offered on every connection (the
+// WebSocket's subprotocols, a poll's `protocols`); the server answers with the newest both know.
+const PROTOCOLS = ['herald.v2', 'herald.v1'];
 const TRANSPORTS = ['websocket', 'longpoll'];
 const EVENTS = ['state', 'transport', 'resync', 'error'];
 const CHANNEL = /^[A-Za-z0-9_:-]+(?:\.[A-Za-z0-9_:-]+)*$/;
@@ -109,6 +111,8 @@ class Client {
   get state() { return this.#state; }
   /** 'websocket' | 'longpoll' | null: the transport in use or being opened. */
   get transport() { return this.#current; }
+  /** 'herald.v2' | 'herald.v1' | null: the protocol version the server answered with. */
+  get protocol() { return this.#active?.up ? this.#active.protocol : null; }
 
   subscribe(channel, handler, { since } = {}) {
     checkChannel(channel);
@@ -189,7 +193,8 @@ class Client {
     if (gen !== this.#gen) return;
     // Fresh credentials for each connection (a token may have expired while offline).
     if (this.#o.accessToken && !this.#fresh) {
-      const token = await this.#askToken();
+   )herald_js"
+    R"herald_js(   const token = await this.#askToken();
       if (gen !== this.#gen) return;
       if (!token) return this.#expired('the accessToken option gave no credentials');
       this.#token = token;
@@ -197,8 +202,7 @@ class Client {
     this.#fresh = false;
     const offered = Array.isArray(info.transports) ? info.transports : [];
     this.#allowed = this.#o.transports.filter((t) => offered.includes(t));
- )herald_js"
-    R"herald_js(   const ws = this.#allowed.includes('websocket');
+    const ws = this.#allowed.includes('websocket');
     if (ws && !this.#wsTrouble) return this.#use(new WebSocketTransport(this.#context()));
     if (!this.#allowed.includes('longpoll')) {
       return this.#retry({
@@ -379,7 +383,8 @@ class Client {
   }
 
   // The server asked for new credentials before the current ones expire: the WebSocket sends
-  // them in-band, long-poll with its next poll. None to be had: the current ones stay in use,
+  // them in-band, long-poll with its next poll. None to be had: the current ones stay i)herald_js"
+    R"herald_js(n use,
   // and the server ends the session when they expire.
   async #refresh() {
     if (!this.#o.accessToken || this.#closed) return;
@@ -389,8 +394,7 @@ class Client {
     this.#active?.refresh?.(token);
   }
 
-  // The server ended a session whose credentials (`expired`, as that connection sent th)herald_js"
-    R"herald_js(em)
+  // The server ended a session whose credentials (`expired`, as that connection sent them)
   // expired. Newer ones (renewed meanwhile, or from the app now): reconnect at once; none:
   // stop, in state 'expired'.
   async #credentialsEnded(reason, expired) {
@@ -484,6 +488,7 @@ class Client {
 class WebSocketTransport {
   name = 'websocket';
   up = false;
+  protocol = null;    // the version the welcome named
   #c;
   #token;             // the credentials this connection was opened with, or last sent
   #ws = null;
@@ -502,7 +507,7 @@ class WebSocketTransport {
       'a proxy on the way holds WebSocket connections without passing them on');
     try {
       this.#token = c.token();
-      this.#ws = new o.WebSocket(c.url(o.urls.ws, this.#token), PROTOCOL);
+      this.#ws = new o.WebSocket(c.url(o.urls.ws, this.#token), PROTOCOLS);
     } catch (e) { // e.g. a ws: URL from an https: page
       o.setTimeout(() => this.#end({
         failure: true, reason: `websocket could not be opened (${e.message})`, plain: 'this browser cannot open a WebSocket to the server',
@@ -581,7 +586,9 @@ class WebSocketTransport {
     if (!this.up) {
       if (f.type !== 'welcome') return;
       this.up = true;
-      this.#heartbeat = Number(f.heartbeat) || 0;
+      this.protocol = typeof f.protocol === 'string' ? f.protocol : 'herald.v1';
+    )herald_js"
+    R"herald_js(  this.#heartbeat = Number(f.heartbeat) || 0;
       this.#c.o.clearTimeout(this.#timer);
       this.#alive();
       for (const [channel, cursor] of Object.entries(this.#c.cursors())) this.subscribe(channel, cursor);
@@ -594,8 +601,7 @@ class WebSocketTransport {
       this.#pending.delete(f.id);
       p.resolve(f);
     } else if (f.type === 'ping') {
-      this.#send()herald_js"
-    R"herald_js({ type: 'pong' });
+      this.#send({ type: 'pong' });
     } else if (f.type === 'reconnect') {
       this.#end({ failure: false, delay: Math.max(0, Number(f.after) || 0), reason: `server asked to reconnect (${f.reason})` });
     } else {
@@ -630,6 +636,7 @@ class WebSocketTransport {
 class LongPollTransport {
   name = 'longpoll';
   up = false;
+  protocol = null;    // the version the last answer named (none named: herald.v1)
   #c;
   #ctl = null;
   #gen = 0;
@@ -698,7 +705,7 @@ class LongPollTransport {
     const timer = o.setTimeout(() => { timedOut = true; ctl.abort(); }, limit);
     let res, body;
     try {
-      res = await o.fetch(this.#c.url(o.urls.poll, token), post({ channels: this.#c.cursors(), timeout }, o, ctl.signal));
+      res = await o.fetch(this.#c.url(o.urls.poll, token), post({ channels: this.#c.cursors(), timeout, protocols: PROTOCOLS }, o, ctl.signal));
       body = await readJson(res);
     } catch (e) {
       if (gen !== this.#gen || this.#done) return; // replaced or stopped: the cursors still say what is owed
@@ -709,6 +716,8 @@ class LongPollTransport {
     if (gen !== this.#gen || this.#done) return;
 
     if (res.status === 200 && Array.isArray(body?.frames)) {
+      // Each poll may reach another server (no sticky sessions): each answer names its version.
+      this.protocol = typeof body.protocol === 'string' ? body.protocol : 'herald.v1';
       if (!this.up) {
         this.up = true;
         this.#c.up(this);
@@ -768,7 +777,8 @@ function resolveOptions(options) {
   o.random = wrap(o.random ?? Math.random, 'random');
   o.now = wrap(o.now ?? Date.now, 'now');
   o.WebSocket ??= globalThis.WebSocket;
-  if (o.transports.includes('websocket') && typeof o.WebSocket !== 'function') {
+  if (o.transports.includes('websocket') && typeof o.WebSocket !== 'function') {)herald_js"
+    R"herald_js(
     throw new TypeError('herald: no WebSocket in this environment; pass options.WebSocket or transports: [\'longpoll\']');
   }
   o.urls = endpoints(o.url);
@@ -784,8 +794,7 @@ function endpoints(base) {
   return { info: `${root}info`, poll: `${root}poll`, publish: `${root}publish`, ws: `${root.replace(/^http/, 'ws')}ws` };
 }
 
-// text/plain keeps a cross-origin POST "simple": no CORS p)herald_js"
-    R"herald_js(reflight per poll.
+// text/plain keeps a cross-origin POST "simple": no CORS preflight per poll.
 function post(body, o, signal) {
   return { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: JSON.stringify(body), signal, credentials: o.credentials };
 }
