@@ -26,7 +26,9 @@
 
 export const VERSION = '0.1.0';
 
-const PROTOCOL = 'herald.v1';
+// The protocol versions this client speaks, newest first: offered on every connection (the
+// WebSocket's subprotocols, a poll's `protocols`); the server answers with the newest both know.
+const PROTOCOLS = ['herald.v2', 'herald.v1'];
 const TRANSPORTS = ['websocket', 'longpoll'];
 const EVENTS = ['state', 'transport', 'resync', 'error'];
 const CHANNEL = /^[A-Za-z0-9_:-]+(?:\.[A-Za-z0-9_:-]+)*$/;
@@ -131,6 +133,8 @@ class Client {
   get state() { return this.#state; }
   /** 'websocket' | 'longpoll' | null: the transport in use or being opened. */
   get transport() { return this.#current; }
+  /** 'herald.v2' | 'herald.v1' | null: the protocol version the server answered with. */
+  get protocol() { return this.#active?.up ? this.#active.protocol : null; }
 
   subscribe(channel, handler, { since } = {}) {
     checkChannel(channel);
@@ -843,6 +847,7 @@ function tabId() {
 class WebSocketTransport {
   name = 'websocket';
   up = false;
+  protocol = null;    // the version the welcome named
   #c;
   #token;             // the credentials this connection was opened with, or last sent
   #ws = null;
@@ -861,7 +866,7 @@ class WebSocketTransport {
       'a proxy on the way holds WebSocket connections without passing them on');
     try {
       this.#token = c.token();
-      this.#ws = new o.WebSocket(c.url(o.urls.ws, this.#token), PROTOCOL);
+      this.#ws = new o.WebSocket(c.url(o.urls.ws, this.#token), PROTOCOLS);
     } catch (e) { // e.g. a ws: URL from an https: page
       o.setTimeout(() => this.#end({
         failure: true, reason: `websocket could not be opened (${e.message})`, plain: 'this browser cannot open a WebSocket to the server',
@@ -940,6 +945,7 @@ class WebSocketTransport {
     if (!this.up) {
       if (f.type !== 'welcome') return;
       this.up = true;
+      this.protocol = typeof f.protocol === 'string' ? f.protocol : 'herald.v1';
       this.#heartbeat = Number(f.heartbeat) || 0;
       this.#c.o.clearTimeout(this.#timer);
       this.#alive();
@@ -988,6 +994,7 @@ class WebSocketTransport {
 class LongPollTransport {
   name = 'longpoll';
   up = false;
+  protocol = null;    // the version the last answer named (none named: herald.v1)
   #c;
   #ctl = null;
   #gen = 0;
@@ -1056,7 +1063,7 @@ class LongPollTransport {
     const timer = o.setTimeout(() => { timedOut = true; ctl.abort(); }, limit);
     let res, body;
     try {
-      res = await o.fetch(this.#c.url(o.urls.poll, token), post({ channels: this.#c.cursors(), timeout }, o, ctl.signal));
+      res = await o.fetch(this.#c.url(o.urls.poll, token), post({ channels: this.#c.cursors(), timeout, protocols: PROTOCOLS }, o, ctl.signal));
       body = await readJson(res);
     } catch (e) {
       if (gen !== this.#gen || this.#done) return; // replaced or stopped: the cursors still say what is owed
@@ -1067,6 +1074,8 @@ class LongPollTransport {
     if (gen !== this.#gen || this.#done) return;
 
     if (res.status === 200 && Array.isArray(body?.frames)) {
+      // Each poll may reach another server (no sticky sessions): each answer names its version.
+      this.protocol = typeof body.protocol === 'string' ? body.protocol : 'herald.v1';
       if (!this.up) {
         this.up = true;
         this.#c.up(this);

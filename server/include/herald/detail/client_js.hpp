@@ -35,7 +35,9 @@ inline constexpr std::string_view client_js =
 
 export const VERSION = '0.1.0';
 
-const PROTOCOL = 'herald.v1';
+// The protocol versions this client speaks, newest first: offered on every connection (the
+// WebSocket's subprotocols, a poll's `protocols`); the server answers with the newest both know.
+const PROTOCOLS = ['herald.v2', 'herald.v1'];
 const TRANSPORTS = ['websocket', 'longpoll'];
 const EVENTS = ['state', 'transport', 'resync', 'error'];
 const CHANNEL = /^[A-Za-z0-9_:-]+(?:\.[A-Za-z0-9_:-]+)*$/;
@@ -140,6 +142,8 @@ class Client {
   get state() { return this.#state; }
   /** 'websocket' | 'longpoll' | null: the transport in use or being opened. */
   get transport() { return this.#current; }
+  /** 'herald.v2' | 'herald.v1' | null: the protocol version the server answered with. */
+  get protocol() { return this.#active?.up ? this.#active.protocol : null; }
 
   subscribe(channel, handler, { since } = {}) {
     checkChannel(channel);
@@ -222,7 +226,8 @@ class Client {
     if (gen !== this.#gen) return;
     // Fresh credentials for each connection (a token may have expired while offline).
     if (this.#o.accessToken && !this.#fresh) {
-      const token = await this.#askToken();
+   )herald_js"
+    R"herald_js(   const token = await this.#askToken();
       if (gen !== this.#gen) return;
       if (!token) return this.#expired('the accessToken option gave no credentials');
       this.#token = token;
@@ -418,7 +423,8 @@ class Client {
   }
 
   // The server asked for new credentials before the current ones expire: the WebSocket sends
-  // them in-band, long-poll with its next poll. None to be had: the current ones stay in use,
+  // them in-band, long-poll with its next poll. None to be had: the current ones stay i)herald_js"
+    R"herald_js(n use,
   // and the server ends the session when they expire.
   async #refresh() {
     if (!this.#o.accessToken || this.#closed) return;
@@ -856,6 +862,7 @@ function tabId() {
 class WebSocketTransport {
   name = 'websocket';
   up = false;
+  protocol = null;    // the version the welcome named
   #c;
   #token;             // the credentials this connection was opened with, or last sent
   #ws = null;
@@ -874,7 +881,7 @@ class WebSocketTransport {
       'a proxy on the way holds WebSocket connections without passing them on');
     try {
       this.#token = c.token();
-      this.#ws = new o.WebSocket(c.url(o.urls.ws, this.#token), PROTOCOL);
+      this.#ws = new o.WebSocket(c.url(o.urls.ws, this.#token), PROTOCOLS);
     } catch (e) { // e.g. a ws: URL from an https: page
       o.setTimeout(() => this.#end({
         failure: true, reason: `websocket could not be opened (${e.message})`, plain: 'this browser cannot open a WebSocket to the server',
@@ -953,7 +960,9 @@ class WebSocketTransport {
     if (!this.up) {
       if (f.type !== 'welcome') return;
       this.up = true;
-      this.#heartbeat = Number(f.heartbeat) || 0;
+      this.protocol = typeof f.protocol === 'string' ? f.protocol : 'herald.v1';
+    )herald_js"
+    R"herald_js(  this.#heartbeat = Number(f.heartbeat) || 0;
       this.#c.o.clearTimeout(this.#timer);
       this.#alive();
       for (const [channel, cursor] of Object.entries(this.#c.cursors())) this.subscribe(channel, cursor);
@@ -1002,6 +1011,7 @@ class WebSocketTransport {
 class LongPollTransport {
   name = 'longpoll';
   up = false;
+  protocol = null;    // the version the last answer named (none named: herald.v1)
   #c;
   #ctl = null;
   #gen = 0;
@@ -1070,7 +1080,7 @@ class LongPollTransport {
     const timer = o.setTimeout(() => { timedOut = true; ctl.abort(); }, limit);
     let res, body;
     try {
-      res = await o.fetch(this.#c.url(o.urls.poll, token), post({ channels: this.#c.cursors(), timeout }, o, ctl.signal));
+      res = await o.fetch(this.#c.url(o.urls.poll, token), post({ channels: this.#c.cursors(), timeout, protocols: PROTOCOLS }, o, ctl.signal));
       body = await readJson(res);
     } catch (e) {
       if (gen !== this.#gen || this.#done) return; // replaced or stopped: the cursors still say what is owed
@@ -1081,6 +1091,8 @@ class LongPollTransport {
     if (gen !== this.#gen || this.#done) return;
 
     if (res.status === 200 && Array.isArray(body?.frames)) {
+      // Each poll may reach another server (no sticky sessions): each answer names its version.
+      this.protocol = typeof body.protocol === 'string' ? body.protocol : 'herald.v1';
       if (!this.up) {
         this.up = true;
         this.#c.up(this);
@@ -1140,7 +1152,8 @@ function resolveOptions(options) {
   o.random = wrap(o.random ?? Math.random, 'random');
   o.now = wrap(o.now ?? Date.now, 'now');
   o.WebSocket ??= globalThis.WebSocket;
-  if (o.transports.includes('websocket') && typeof o.WebSocket !== 'function') {
+  if (o.transports.includes('websocket') && typeof o.WebSocket !== 'function') {)herald_js"
+    R"herald_js(
     throw new TypeError('herald: no WebSocket in this environment; pass options.WebSocket or transports: [\'longpoll\']');
   }
   o.urls = endpoints(o.url);
