@@ -561,7 +561,7 @@ class Client {
 // the leader's own included, reaches it through a TabLink over a BroadcastChannel, with:
 //   requests  {t:'req', from, to?, id?, op, args}   a tab -> the leader (OPS below); `id`: answered
 //   answers   {t:'res', from, to, id, ok, value | error}
-//   events    {t:'ev', from, to?, name, detail}     the leader -> every tab, or one (TAB_EVENTS)
+//   events    {t:'ev', from, to?, name, detail, protocol}  the leader -> every tab, or one (TAB_EVENTS)
 //   a leader  {t:'leader', from, to?}               broadcast when it takes over; `to`: a hello's answer
 //   no leader {t:'resign', from}                     it hands over: wait for the next one
 // The server's frames are relayed as they came; each tab applies them to its own cursors, as
@@ -595,6 +595,7 @@ const TAB_EVENTS = {
 class TabLink {
   name = 'shared';
   up = false;         // a leader answers this tab
+  protocol = null;    // the version the leader's connection speaks, as its last event said
   #o;
   #c;
   #id = tabId();
@@ -722,6 +723,7 @@ class TabLink {
       else p.reject(new HeraldError(m.error?.code ?? 'internal_error', m.error?.message, m.error?.channel));
     } else if (m.t === 'ev') {
       // Frames from any tab: cursors drop what was seen. The state only from the leader.
+      if (m.from === this.#leader) this.protocol = m.protocol ?? null;
       if (m.name === 'frame' || m.from === this.#leader) TAB_EVENTS[m.name]?.(this.#c, m.detail);
     }
   }
@@ -831,7 +833,7 @@ class Hub {
   }
 
   #event(name, detail, to) {
-    if (!this.#stopped) this.#send({ t: 'ev', name, detail, to });
+    if (!this.#stopped) this.#send({ t: 'ev', name, detail, to, protocol: this.engine.protocol });
   }
 }
 

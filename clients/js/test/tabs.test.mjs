@@ -18,6 +18,7 @@ test('three tabs: one WebSocket, one server subscription per channel, every mess
   assert.equal(herald.sockets.length, 1, 'one connection for the three tabs');
   for (const t of tabs) assert.equal(t.client.state, 'open');
   for (const t of tabs) assert.equal(t.client.transport, 'websocket');
+  for (const t of tabs) assert.equal(t.client.protocol, 'herald.v2');
   const subscribes = herald.socket.sent.filter((f) => f.type === 'subscribe');
   assert.deepEqual(subscribes.map((f) => f.channel).sort(), [CH, 'user.alice.notifications']);
 

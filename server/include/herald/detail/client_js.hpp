@@ -176,13 +176,13 @@ class Client {
   publish(channel, data) {
     checkChannel(channel);
     if (data === undefined) throw new TypeError('herald: publish needs data (any JSON value)');
-    if (this.#closed) return Promise.reject(new HeraldError('closed', 'the client is closed', channel));
+    if (this.#closed) return Promise.re)herald_js"
+    R"herald_js(ject(new HeraldError('closed', 'the client is closed', channel));
     if (this.#state === 'offline') return Promise.reject(offline(channel));
     if (this.#state === 'expired') return Promise.reject(new HeraldError('expired', 'the credentials expired', channel));
     return new Promise((resolve, reject) => {
       this.#outbox.push({ channel, data, resolve, reject });
-  )herald_js"
-    R"herald_js(    this.#flush();
+      this.#flush();
     });
   }
 
@@ -226,8 +226,7 @@ class Client {
     if (gen !== this.#gen) return;
     // Fresh credentials for each connection (a token may have expired while offline).
     if (this.#o.accessToken && !this.#fresh) {
-   )herald_js"
-    R"herald_js(   const token = await this.#askToken();
+      const token = await this.#askToken();
       if (gen !== this.#gen) return;
       if (!token) return this.#expired('the accessToken option gave no credentials');
       this.#token = token;
@@ -376,7 +375,8 @@ class Client {
     const o = this.#o;
     if (this.#probeTimer || this.#probe || !this.#wsTrouble || !o.probeInterval || this.#closed) return;
     if (!this.#allowed.includes('websocket')) return;
-    this.#probeTimer = o.setTimeout(() => {
+    thi)herald_js"
+    R"herald_js(s.#probeTimer = o.setTimeout(() => {
       this.#probeTimer = null;
       if (this.#active?.name !== 'websocket' && this.#state !== 'offline') {
         this.#probe = new WebSocketTransport(this.#context());
@@ -385,8 +385,7 @@ class Client {
   }
 
   // A probe got its welcome and has resubscribed every channel from its cursor. Only now is
-  // long-poll stopped: whatever t)herald_js"
-    R"herald_js(he last poll would have brought, the WebSocket replays, and
+  // long-poll stopped: whatever the last poll would have brought, the WebSocket replays, and
   // whatever both bring is dropped as a duplicate by cursor.
   #promote(ws) {
     this.#probe = null;
@@ -423,8 +422,7 @@ class Client {
   }
 
   // The server asked for new credentials before the current ones expire: the WebSocket sends
-  // them in-band, long-poll with its next poll. None to be had: the current ones stay i)herald_js"
-    R"herald_js(n use,
+  // them in-band, long-poll with its next poll. None to be had: the current ones stay in use,
   // and the server ends the session when they expire.
   async #refresh() {
     if (!this.#o.accessToken || this.#closed) return;
@@ -554,7 +552,8 @@ class Client {
 
   // ---- events ----------------------------------------------------------------------------
 
-  #setState(state, { reason, explanation, delay } = {}) {
+  #setSt)herald_js"
+    R"herald_js(ate(state, { reason, explanation, delay } = {}) {
     this.#state = state;
     const detail = { state, transport: this.#current, reason, attempt: this.#failures };
     if (explanation !== undefined) detail.explanation = explanation;
@@ -563,8 +562,7 @@ class Client {
   }
 
   #emit(name, detail) {
-    for (const fn of [...th)herald_js"
-    R"herald_js(is.#listeners.get(name)]) call(fn, detail);
+    for (const fn of [...this.#listeners.get(name)]) call(fn, detail);
   }
 }
 
@@ -575,7 +573,7 @@ class Client {
 // the leader's own included, reaches it through a TabLink over a BroadcastChannel, with:
 //   requests  {t:'req', from, to?, id?, op, args}   a tab -> the leader (OPS below); `id`: answered
 //   answers   {t:'res', from, to, id, ok, value | error}
-//   events    {t:'ev', from, to?, name, detail}     the leader -> every tab, or one (TAB_EVENTS)
+//   events    {t:'ev', from, to?, name, detail, protocol}  the leader -> every tab, or one (TAB_EVENTS)
 //   a leader  {t:'leader', from, to?}               broadcast when it takes over; `to`: a hello's answer
 //   no leader {t:'resign', from}                     it hands over: wait for the next one
 // The server's frames are relayed as they came; each tab applies them to its own cursors, as
@@ -609,6 +607,7 @@ const TAB_EVENTS = {
 class TabLink {
   name = 'shared';
   up = false;         // a leader answers this tab
+  protocol = null;    // the version the leader's connection speaks, as its last event said
   #o;
   #c;
   #id = tabId();
@@ -736,6 +735,8 @@ class TabLink {
       else p.reject(new HeraldError(m.error?.code ?? 'internal_error', m.error?.message, m.error?.channel));
     } else if (m.t === 'ev') {
       // Frames from any tab: cursors drop what was seen. The state only from the leader.
+      if (m.from === this.#leader) this.protocol = m.)herald_js"
+    R"herald_js(protocol ?? null;
       if (m.name === 'frame' || m.from === this.#leader) TAB_EVENTS[m.name]?.(this.#c, m.detail);
     }
   }
@@ -750,8 +751,7 @@ class TabLink {
       this.#away = true;
     };
     const back = () => {
-      if (!this.#away || t)herald_js"
-    R"herald_js(his.#stopped) return;
+      if (!this.#away || this.#stopped) return;
       this.#away = false;
       this.#join();
     };
@@ -846,7 +846,7 @@ class Hub {
   }
 
   #event(name, detail, to) {
-    if (!this.#stopped) this.#send({ t: 'ev', name, detail, to });
+    if (!this.#stopped) this.#send({ t: 'ev', name, detail, to, protocol: this.engine.protocol });
   }
 }
 
@@ -959,10 +959,10 @@ class WebSocketTransport {
     if (!f || typeof f.type !== 'string') return;
     if (!this.up) {
       if (f.type !== 'welcome') return;
-      this.up = true;
+      this.up = true;)herald_js"
+    R"herald_js(
       this.protocol = typeof f.protocol === 'string' ? f.protocol : 'herald.v1';
-    )herald_js"
-    R"herald_js(  this.#heartbeat = Number(f.heartbeat) || 0;
+      this.#heartbeat = Number(f.heartbeat) || 0;
       this.#c.o.clearTimeout(this.#timer);
       this.#alive();
       for (const [channel, cursor] of Object.entries(this.#c.cursors())) this.subscribe(channel, cursor);
@@ -977,8 +977,7 @@ class WebSocketTransport {
     } else if (f.type === 'ping') {
       this.#send({ type: 'pong' });
     } else if (f.type === 'reconnect') {
-      this.#end({ failure: false, delay: Math.max(0, Num)herald_js"
-    R"herald_js(ber(f.after) || 0), reason: `server asked to reconnect (${f.reason})` });
+      this.#end({ failure: false, delay: Math.max(0, Number(f.after) || 0), reason: `server asked to reconnect (${f.reason})` });
     } else {
       this.#c.frame(f);
     }
@@ -1151,9 +1150,9 @@ function resolveOptions(options) {
   o.clearTimeout = wrap(o.clearTimeout ?? globalThis.clearTimeout, 'clearTimeout');
   o.random = wrap(o.random ?? Math.random, 'random');
   o.now = wrap(o.now ?? Date.now, 'now');
-  o.WebSocket ??= globalThis.WebSocket;
-  if (o.transports.includes('websocket') && typeof o.WebSocket !== 'function') {)herald_js"
-    R"herald_js(
+  o.WebSocket ??= globalThis.WebSo)herald_js"
+    R"herald_js(cket;
+  if (o.transports.includes('websocket') && typeof o.WebSocket !== 'function') {
     throw new TypeError('herald: no WebSocket in this environment; pass options.WebSocket or transports: [\'longpoll\']');
   }
   o.urls = endpoints(o.url);
@@ -1170,8 +1169,7 @@ function endpoints(base) {
   const u = new URL(base ?? globalThis.location?.origin ?? '', globalThis.location?.href);
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`herald: url must be http(s): ${base}`);
   const root = `${u.origin}${u.pathname.replace(/\/+$/, '')}/herald/`;
-  return { info)herald_js"
-    R"herald_js(: `${root}info`, poll: `${root}poll`, publish: `${root}publish`, ws: `${root.replace(/^http/, 'ws')}ws` };
+  return { info: `${root}info`, poll: `${root}poll`, publish: `${root}publish`, ws: `${root.replace(/^http/, 'ws')}ws` };
 }
 
 // text/plain keeps a cross-origin POST "simple": no CORS preflight per poll.
