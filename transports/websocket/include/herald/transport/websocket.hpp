@@ -119,7 +119,7 @@ public:
     using message_ptr = detail::websocket_config::message_type::ptr;
 
     stream(websocket& t, const net::connection_ptr& c, principal who)
-        : t_(t), conn_(c), who_(std::move(who)), proc_(false, true, t.messages_, t.rng_),
+        : t_(t), conn_(c), who_(std::make_unique<principal>(std::move(who))), proc_(false, true, t.messages_, t.rng_),
           last_rx_(clock::now()), last_tx_(last_rx_) {
         proc_.set_max_message_size(t_.ctx_.opts.max_request_bytes);
     }
@@ -275,7 +275,8 @@ private:
     void on_open() {
         auto c = conn_.lock();
         if (!c) return;
-        peer_ = herald::peer(t_.ctx_.hub, std::move(who_), c->waker());
+        peer_ = herald::peer(t_.ctx_.hub, std::move(*who_), c->waker());
+        who_.reset();
         counted_ = true;
         t_.ctx_.metrics.websockets_open.fetch_add(1, std::memory_order_relaxed);
         t_.ctx_.metrics.websockets_opened.fetch_add(1, std::memory_order_relaxed);
@@ -402,7 +403,7 @@ private:
 
     websocket& t_;
     std::weak_ptr<net::connection> conn_;
-    principal who_;
+    std::unique_ptr<principal> who_;  // until the handshake is answered (then the peer's)
     detail::websocket_processor proc_;
     herald::peer peer_;  // from the handshake on
     bool counted_ = false;  // in metrics.websockets_open
