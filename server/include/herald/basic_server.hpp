@@ -281,7 +281,11 @@ private:
         const std::size_t thread = wakes_.empty() ? 0 : next_thread_++ % wakes_.size();
         asio::any_io_executor ex = wakes_.empty() ? asio::any_io_executor(asio::make_strand(ioc_))
                                                   : asio::any_io_executor(io_of(thread).get_executor());
-        acceptor_->async_accept(ex, [this, thread](std::error_code ec, asio::ip::tcp::socket socket) {
+        // The accept operation is allocated with plain new/delete, not Asio's per-thread
+        // recycling (which std::allocator would still select): the recycled block of an accept (~270 bytes: it holds a socket) was then
+        // taken by the new connection's read wait (~140 bytes), which an idle connection holds
+        // for its whole life.
+        acceptor_->async_accept(ex, asio::bind_allocator(net::detail::plain_allocator<void>(), [this, thread](std::error_code ec, asio::ip::tcp::socket socket) {
             if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
             if (!ec) {
                 admit(std::move(socket), thread);
@@ -294,7 +298,7 @@ private:
                 return;
             }
             accept();
-        });
+        }));
     }
 
     // Lets a new connection in, or refuses it (server_options: max_connections, 503;
