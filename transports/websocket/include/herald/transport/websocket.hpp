@@ -21,6 +21,7 @@
 #include <herald/net/transport.hpp>
 
 #include <websocketpp/close.hpp>
+#include <websocketpp/common/network.hpp>
 #include <websocketpp/config/core.hpp>
 #include <websocketpp/frame.hpp>
 #include <websocketpp/http/request.hpp>
@@ -87,7 +88,12 @@ public:
     static constexpr std::uint16_t close_slow_consumer = 4008;
 
     websocket(net::transport_context& ctx, const options& opts)
-        : ctx_(ctx), opts_(opts), messages_(std::make_shared<detail::websocket_config::con_msg_manager_type>()) {}
+        : ctx_(ctx), opts_(opts), messages_(std::make_shared<detail::websocket_config::con_msg_manager_type>()) {
+        // websocketpp's _htonll (frame headers over 125 bytes) detects the byte order into a
+        // function-local static on its first call: made here, before the I/O threads start,
+        // so that they only read it (ThreadSanitizer saw two threads' first calls race).
+        (void)websocketpp::lib::net::_htonll(0);
+    }
 
     /// Takes `GET <path>` requests, through the admission gate (transport_context::admit:
     /// origin 403, no `Upgrade: websocket` 426, draining 503, authenticate 401).
