@@ -166,11 +166,6 @@ public:
         if (whole) partial_since_.reset();
         else if (!partial_since_) partial_since_ = last_rx_;
         if (scratch.capacity() > 65536) std::string().swap(scratch);
-        // The answers to what was read (a publish's `published`, `subscribed`) go out now,
-        // before the fan-out those publishes woke is written (that runs in the wake batch,
-        // after this read): the publisher hears its ack one fan-out sooner and its next
-        // publishes overlap the writes, as uWebSockets' corked reply does.
-        pump();
     }
 
     void on_written() override { pump(); }
