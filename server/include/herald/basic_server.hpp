@@ -71,7 +71,7 @@ class basic_server final : private net::detail::connection_owner {
 public:
     using http_handler = std::function<http_response(const http_request&)>;
 
-    /// A server with its own io_context and `opts.threads` I/O threads.
+    /// A server with `opts.threads` I/O threads of its own, an io_context each.
     explicit basic_server(server_options opts = {})
         : opts_(std::move(opts)), own_ioc_(std::make_unique<asio::io_context>()), ioc_(*own_ioc_),
           hub_(opts_.hub), ctx_(hub_, opts_) {}
@@ -224,6 +224,7 @@ public:
     /// The port listened on (useful with port 0).
     std::uint16_t port() const noexcept { return port_; }
     herald::hub& hub() noexcept { return hub_; }
+    /// The io_context of the first I/O thread (the acceptor's and the tick's), or the caller's.
     asio::io_context& io_context() noexcept { return ioc_; }
     std::size_t connection_count() const {
         std::lock_guard<std::mutex> lock(conn_mu_);
