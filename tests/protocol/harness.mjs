@@ -21,7 +21,10 @@ if (!serverBinary) throw new Error('HERALD_TEST_SERVER must name the herald-test
  */
 export async function startServer(args = [], binary = serverBinary, { waitReady = args.includes('--redis') } = {}) {
   const portArgs = args.includes('--port') ? [] : ['--port', '0'];
-  const child = spawn(binary, [...portArgs, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // HERALD_TEST_THREADS: the same tests against a server with that many I/O threads.
+  const threadArgs = process.env.HERALD_TEST_THREADS && binary === serverBinary && !args.includes('--threads')
+    ? ['--threads', process.env.HERALD_TEST_THREADS] : [];
+  const child = spawn(binary, [...portArgs, ...threadArgs, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error('server did not start in 10 s')), 10000);

@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
     app.add_option("--max-protocol", opts.max_protocol_version,
                    "server_options::max_protocol_version: 1 serves as a herald.v1-only server would")
         ->check(CLI::Range(1, 2));
+    app.add_option("--threads", opts.threads, "server_options::threads: I/O threads (an io_context each)");
     app.add_option("--heartbeat-ms", heartbeat_ms, "server_options::heartbeat, milliseconds");
     app.add_option("--max-bytes", opts.max_request_bytes, "server_options::max_request_bytes, bytes");
     app.add_option("--queue", opts.hub.session.max_queued_messages, "session_options::max_queued_messages, frames");

@@ -41,8 +41,11 @@ inline void hub::drop_subscriber(detail::channel_state& ch, const session* s) {
 }
 
 /// Forgets the held messages once nobody needs them.
+/// Their storage too, and that of an empty list of recovering subscribers: a subscribe
+/// is over in a moment, and a channel that keeps them costs every idle channel.
 inline void hub::settle(detail::channel_state& ch) {
-    if (ch.recovering.empty() && !ch.repairing) ch.held.clear();
+    if (ch.recovering.empty() && ch.recovering.capacity()) std::vector<detail::pending_subscriber>().swap(ch.recovering);
+    if (ch.recovering.empty() && !ch.repairing) std::vector<frame_ptr>().swap(ch.held);
 }
 
 /// Remote ordering: whether any session here follows the channel. When none does, the

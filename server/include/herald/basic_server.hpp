@@ -71,7 +71,7 @@ class basic_server final : private net::detail::connection_owner {
 public:
     using http_handler = std::function<http_response(const http_request&)>;
 
-    /// A server with its own io_context and `opts.threads` I/O threads.
+    /// A server with `opts.threads` I/O threads of its own, an io_context each.
     explicit basic_server(server_options opts = {})
         : opts_(std::move(opts)), own_ioc_(std::make_unique<asio::io_context>()), ioc_(*own_ioc_),
           hub_(opts_.hub), ctx_(hub_, opts_) {}
@@ -94,8 +94,11 @@ public:
         stop(std::chrono::milliseconds(0));
         tick_timer_.reset();
         acceptor_.reset();
-        if (wakes_) wakes_->clear();
-        own_ioc_.reset();  // pending handlers (and the connections they hold) go while the hub lives
+        for (auto& w : wakes_) w->clear();
+        // Pending handlers (and the connections they hold) go while the hub and the wake
+        // batches live.
+        more_iocs_.clear();
+        own_ioc_.reset();
 #ifdef HERALD_POSIX_DESCRIPTORS
         if (reserve_fd_ >= 0) ::close(reserve_fd_);
 #endif
@@ -157,9 +160,16 @@ public:
             max_connections_ = std::min<std::size_t>(max_connections_, static_cast<std::size_t>(rl.rlim_cur) - 32);
         if (reserve_fd_ < 0) reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 #endif
-        // One I/O thread of our own: the io_context is an implicit strand, so connections run
-        // on it directly and their wakes are batched (see net::detail::wake_batch).
-        if (own_ioc_ && opts_.threads <= 1 && !wakes_) wakes_ = std::make_unique<net::detail::wake_batch>(ioc_.get_executor());
+        // I/O threads of our own: one io_context per thread, each an implicit strand, so a
+        // connection runs on its thread's io_context directly, and the wakes of one thread's
+        // connections are batched (see net::detail::wake_batch): a publish posts one handler
+        // per thread that has subscribers of it, not one per connection. The acceptor (on the
+        // first) deals new connections to the threads in turn.
+        if (own_ioc_ && wakes_.empty()) {
+            const unsigned n = std::max(1u, opts_.threads);
+            for (unsigned i = 1; i < n; ++i) more_iocs_.push_back(std::make_unique<asio::io_context>());
+            for (unsigned i = 0; i < n; ++i) wakes_.push_back(std::make_unique<net::detail::wake_batch>(io_of(i).get_executor()));
+        }
         if (ctx_.server_id.empty()) ctx_.server_id = opts_.address + ":" + std::to_string(port_);
         started_ = true;
         hub_.report_authorizer();  // says so once when no authorizer was set
@@ -167,8 +177,10 @@ public:
         tick_timer_ = std::make_unique<asio::steady_timer>(ioc_);
         schedule_tick();
         if (own_ioc_) {
-            work_.emplace(asio::make_work_guard(ioc_));
-            for (unsigned i = 0; i < std::max(1u, opts_.threads); ++i) threads_.emplace_back([this] { ioc_.run(); });
+            for (std::size_t i = 0; i < wakes_.size(); ++i) {
+                work_.push_back(asio::make_work_guard(io_of(i)));
+                threads_.emplace_back([this, i] { io_of(i).run(); });
+            }
         }
     }
 
@@ -202,8 +214,8 @@ public:
             const auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(2);
             while (std::chrono::steady_clock::now() < hard && connection_count() > 0)
                 std::this_thread::sleep_for(std::chrono::milliseconds(5));
-            work_.reset();
-            ioc_.stop();
+            work_.clear();
+            for (std::size_t i = 0; i < wakes_.size(); ++i) io_of(i).stop();
             for (auto& t : threads_) t.join();
             threads_.clear();
         }
@@ -213,6 +225,7 @@ public:
     /// The port listened on (useful with port 0).
     std::uint16_t port() const noexcept { return port_; }
     herald::hub& hub() noexcept { return hub_; }
+    /// The io_context of the first I/O thread (the acceptor's and the tick's), or the caller's.
     asio::io_context& io_context() noexcept { return ioc_; }
     std::size_t connection_count() const {
         std::lock_guard<std::mutex> lock(conn_mu_);
@@ -260,13 +273,24 @@ private:
         return false;
     }
 
-    // The accept loop, on the acceptor's strand.
+    // The I/O thread `i`'s io_context (0: ioc_).
+    asio::io_context& io_of(std::size_t i) { return i == 0 ? ioc_ : *more_iocs_[i - 1]; }
+
+    // The accept loop, on the acceptor's strand. With threads of our own, each new socket is
+    // made on the next thread's io_context (round robin): it is registered with that
+    // thread's reactor and never moves.
     void accept() {
-        asio::any_io_executor ex = wakes_ ? asio::any_io_executor(ioc_.get_executor()) : asio::any_io_executor(asio::make_strand(ioc_));
-        acceptor_->async_accept(ex, [this](std::error_code ec, asio::ip::tcp::socket socket) {
+        const std::size_t thread = wakes_.empty() ? 0 : next_thread_++ % wakes_.size();
+        asio::any_io_executor ex = wakes_.empty() ? asio::any_io_executor(asio::make_strand(ioc_))
+                                                  : asio::any_io_executor(io_of(thread).get_executor());
+        // The accept operation is allocated with plain new/delete, not Asio's per-thread
+        // recycling (which std::allocator would still select): the recycled block of an accept (~270 bytes: it holds a socket) was then
+        // taken by the new connection's read wait (~140 bytes), which an idle connection holds
+        // for its whole life.
+        acceptor_->async_accept(ex, asio::bind_allocator(net::detail::plain_allocator<void>(), [this, thread](std::error_code ec, asio::ip::tcp::socket socket) {
             if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
             if (!ec) {
-                admit(std::move(socket));
+                admit(std::move(socket), thread);
             } else if (ec == asio::error::no_descriptors) {
                 // Out of file descriptors: answer one waiting client with the reserve
                 // descriptor, then pause accepting rather than spin.
@@ -276,12 +300,12 @@ private:
                 return;
             }
             accept();
-        });
+        }));
     }
 
     // Lets a new connection in, or refuses it (server_options: max_connections, 503;
     // max_connections_per_address, 429) before reading anything from it.
-    void admit(asio::ip::tcp::socket socket) {
+    void admit(asio::ip::tcp::socket socket, std::size_t thread) {
         std::error_code ec;
         const auto ep = socket.remote_endpoint(ec);
         if (ec) return;  // gone already
@@ -300,7 +324,8 @@ private:
                 ++from_address;
                 ctx_.metrics.connections_accepted.fetch_add(1, std::memory_order_relaxed);
                 net::detail::connection_owner& owner = *this;
-                c = std::make_shared<net::detail::tcp_connection>(std::move(socket), owner, limits_, wakes_.get(),
+                c = std::make_shared<net::detail::tcp_connection>(std::move(socket), owner, limits_,
+                                                                     wakes_.empty() ? nullptr : wakes_[thread].get(),
                                                                      tls_.context ? &tls_ : nullptr);
                 connections_.emplace(c.get(), c);
             }
@@ -346,7 +371,19 @@ private:
         tick_timer_->async_wait([this](std::error_code ec) {
             if (ec || stopped_) return;
             const auto now = net::clock::now();
-            for (auto& c : live_connections()) asio::post(c->get_executor(), [c, now] { c->tick(now); });
+            if (wakes_.empty()) {
+                for (auto& c : live_connections()) asio::post(c->get_executor(), [c, now] { c->tick(now); });
+            } else {
+                // One handler per I/O thread ticks its connections: no allocation per
+                // connection per second (10k posted handlers a second were both CPU and heap).
+                std::vector<std::vector<std::shared_ptr<net::detail::tcp_connection>>> per(wakes_.size());
+                for (auto& c : live_connections())
+                    for (std::size_t i = 0; i < wakes_.size(); ++i)
+                        if (c->batch() == wakes_[i].get()) { per[i].push_back(std::move(c)); break; }
+                for (std::size_t i = 0; i < per.size(); ++i)
+                    if (!per[i].empty())
+                        asio::post(io_of(i), [cs = std::move(per[i]), now] { for (auto& c : cs) c->tick(now); });
+            }
             hub_.sweep();
             schedule_tick();
         });
@@ -510,10 +547,12 @@ private:
     std::vector<std::function<std::string()>> metrics_reports_;                // add_metrics
     std::atomic<int> diagnose_held_{0};  // diagnose answers held or streaming now
 
-    std::unique_ptr<net::detail::wake_batch> wakes_;
+    std::vector<std::unique_ptr<asio::io_context>> more_iocs_;       // I/O threads 1..n-1 (0 runs ioc_)
+    std::vector<std::unique_ptr<net::detail::wake_batch>> wakes_;   // per I/O thread of our own
+    std::size_t next_thread_ = 0;                                   // the next accepted connection's
     std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
     std::unique_ptr<asio::steady_timer> tick_timer_;
-    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
     std::vector<std::thread> threads_;
     std::uint16_t port_ = 0;
     bool started_ = false;

@@ -60,7 +60,9 @@ struct server_options {
     /// Where to listen. Port 0 picks a free port (see basic_server::port()).
     std::string address = "127.0.0.1";
     std::uint16_t port = 8080;
-    /// I/O threads when the server runs its own io_context (ignored with the caller's).
+    /// I/O threads when the server runs its own io_context (ignored with the caller's). Each
+    /// thread runs an io_context of its own; new connections are dealt to them in turn and
+    /// stay on theirs, and a publish wakes each thread's subscribers with one handler.
     unsigned threads = 1;
 
     /// Origins allowed to open WebSockets, send polls and read /herald/diagnose, as

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <new>
 
 namespace herald::net::detail {
 
@@ -60,6 +61,22 @@ struct connection_tls {
     std::unique_ptr<tls_context> context;
     std::chrono::milliseconds handshake_timeout{10000};
     log_function log;
+};
+
+/// An allocator that is plain new/delete: bound to an Asio handler (asio::bind_allocator),
+/// its operation bypasses Asio's per-thread recycling of operation memory.
+template <class T>
+struct plain_allocator {
+    using value_type = T;
+    plain_allocator() noexcept = default;
+    template <class U>
+    plain_allocator(const plain_allocator<U>&) noexcept {}  // NOLINT: rebinding is implicit
+    T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+    void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
+    template <class U>
+    bool operator==(const plain_allocator<U>&) const noexcept { return true; }
+    template <class U>
+    bool operator!=(const plain_allocator<U>&) const noexcept { return false; }
 };
 
 } // namespace herald::net::detail

@@ -45,7 +45,7 @@ public:
     tcp_connection(asio::ip::tcp::socket socket, connection_owner& owner, const connection_limits& limits,
                wake_batch* batch = nullptr, const connection_tls* tls = nullptr)
         : socket_(std::move(socket)), owner_(owner), limits_(limits), batch_(batch), since_(clock::now()),
-          reader_(limits_), tls_config_(tls) {
+          reader_(std::make_unique<http1::request_reader>(limits_)), tls_config_(tls) {
         if (tls && tls->context) tls_ = std::make_unique<tls_session>(tls->context->native(), tls_session::role::server);
         std::error_code ec;
         socket_.set_option(asio::ip::tcp::no_delay(true), ec);
@@ -74,9 +74,11 @@ public:
 
     /// Joins the connection's wake batch (one I/O thread), or posts to its strand.
     session::wake_function waker() override {
+        // Only the weak pointer is captured: it fits in std::function's own storage, so a
+        // session's wake allocates nothing.
         if (batch_)
-            return [w = weak_from_this(), b = batch_] {
-                if (auto c = w.lock()) b->add(std::move(c));
+            return [w = weak_from_this()] {
+                if (auto c = w.lock()) c->batch_->add(std::move(c));
             };
         return [w = weak_from_this()] {
             if (auto c = w.lock())
@@ -178,10 +180,10 @@ public:
     void upgrade(std::shared_ptr<stream_handler> h) override {
         handler_ = std::move(h);
         mode_ = mode::upgraded;
-        std::string bytes = reader_.take_raw();
+        std::string bytes = reader_->take_raw();
         bytes += pending_;
-        pending_.clear();
-        reader_.reset();
+        std::string().swap(pending_);
+        reader_.reset();  // an upgraded connection speaks HTTP no more: its reader goes
         if (!bytes.empty()) handler_->on_read(bytes.data(), bytes.size());
     }
 
@@ -236,6 +238,7 @@ public:
     /// keep_alive_timeout; linger_timeout), then the handler's.
     void tick(clock::time_point now) {
         if (mode_ == mode::closed) return;
+        if (!writing()) queue_.trim();  // idle for a second or more, likely: keep no write storage
         // A closing connection: its peer had body_timeout to take the last answer, then
         // linger_timeout to close its side.
         if (mode_ == mode::finishing && now - since_ > (lingering_ ? linger_timeout : limits_.body_timeout)) {
@@ -248,9 +251,9 @@ public:
         }
         if (handler_) { handler_->on_tick(now); return; }
         if (mode_ != mode::http) return;
-        if (reader_.started()) {
+        if (reader_->started()) {
             // since_: the request's first byte (the accept, for a connection's first request).
-            if (now - since_ > (reader_.head_done() ? limits_.body_timeout : limits_.header_timeout)) {
+            if (now - since_ > (reader_->head_done() ? limits_.body_timeout : limits_.header_timeout)) {
                 http_request dummy;
                 respond(dummy, http_response::error(408, error::timed_out, "request not received in time"), false);
             }
@@ -263,7 +266,7 @@ public:
         draining_ = true;
         if (mode_ == mode::closed) return;
         if (handler_) { handler_->on_drain(after); return; }
-        if (mode_ == mode::http && !reader_.started()) close();
+        if (mode_ == mode::http && !reader_->started()) close();
     }
 
 private:
@@ -414,8 +417,8 @@ private:
             break;
         }
         while (n > 0 && mode_ == mode::http) {
-            if (!reader_.started() && served_) since_ = clock::now();
-            const http1::request_reader::result r = reader_.feed(data, n);
+            if (!reader_->started() && served_) since_ = clock::now();
+            const http1::request_reader::result r = reader_->feed(data, n);
             if (r.what == http1::request_reader::error) {
                 refuse(r.code, r.why);
                 return;
@@ -423,7 +426,7 @@ private:
             data += r.used;
             n -= r.used;
             if (r.what == http1::request_reader::ready) {
-                http_request req = reader_.take(remote_);
+                http_request req = reader_->take(remote_);
                 req.secure = tls_ != nullptr;
                 pending_.assign(data, n);
                 n = 0;
@@ -519,7 +522,7 @@ private:
     bool chunked_ = false, parts_keep_alive_ = false;  // of a response in parts
     clock::time_point since_;
 
-    http1::request_reader reader_;
+    std::unique_ptr<http1::request_reader> reader_;  // HTTP mode only (null once upgraded)
     const connection_tls* tls_config_;
     std::unique_ptr<tls_session> tls_;  // null: plain HTTP
     bool goodbye_said_ = false;         // the close_notify is written (linger, then close)

@@ -54,6 +54,9 @@ public:
 
     /// The next bytes to write, up to 32 frames (two buffers each), valid until the next call.
     const std::vector<asio::const_buffer>& buffers() {
+        // One vector per thread: the caller writes them at once, and an idle connection
+        // keeps none.
+        thread_local std::vector<asio::const_buffer> bufs_;
         bufs_.clear();
         std::size_t skip = skip_;
         for (std::size_t i = head_; i < out_.size() && bufs_.size() + 2 <= max_buffers; ++i, skip = 0) {
@@ -89,7 +92,11 @@ public:
         out_.clear();
         head_ = skip_ = bytes_ = 0;
         if (out_.capacity() > 256) std::vector<chunk>().swap(out_);
-        if (bufs_.capacity() > 2 * max_buffers) std::vector<asio::const_buffer>().swap(bufs_);
+    }
+
+    /// Gives the queue's storage back when nothing waits (an idle connection, once a second).
+    void trim() {
+        if (out_.empty() && out_.capacity()) std::vector<chunk>().swap(out_);
     }
 
 private:
@@ -103,7 +110,6 @@ private:
 
     std::vector<chunk> out_;  // [head_] is partly written (skip_ bytes)
     std::size_t head_ = 0, skip_ = 0, bytes_ = 0;
-    std::vector<asio::const_buffer> bufs_;
 };
 
 } // namespace herald::net::detail

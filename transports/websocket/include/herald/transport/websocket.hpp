@@ -21,6 +21,7 @@
 #include <herald/net/transport.hpp>
 
 #include <websocketpp/close.hpp>
+#include <websocketpp/common/network.hpp>
 #include <websocketpp/config/core.hpp>
 #include <websocketpp/frame.hpp>
 #include <websocketpp/http/request.hpp>
@@ -88,7 +89,12 @@ public:
     static constexpr std::uint16_t close_slow_consumer = 4008;
 
     websocket(net::transport_context& ctx, const options& opts)
-        : ctx_(ctx), opts_(opts), messages_(std::make_shared<detail::websocket_config::con_msg_manager_type>()) {}
+        : ctx_(ctx), opts_(opts), messages_(std::make_shared<detail::websocket_config::con_msg_manager_type>()) {
+        // websocketpp's _htonll (frame headers over 125 bytes) detects the byte order into a
+        // function-local static on its first call: made here, before the I/O threads start,
+        // so that they only read it (ThreadSanitizer saw two threads' first calls race).
+        (void)websocketpp::lib::net::_htonll(0);
+    }
 
     /// Takes `GET <path>` requests, through the admission gate (transport_context::admit:
     /// origin 403, no `Upgrade: websocket` 426, draining 503, authenticate 401).
@@ -120,7 +126,7 @@ public:
     using message_ptr = detail::websocket_config::message_type::ptr;
 
     stream(websocket& t, const net::connection_ptr& c, principal who)
-        : t_(t), conn_(c), who_(std::move(who)), proc_(false, true, t.messages_, t.rng_),
+        : t_(t), conn_(c), who_(std::make_unique<principal>(std::move(who))), proc_(false, true, t.messages_, t.rng_),
           last_rx_(clock::now()), last_tx_(last_rx_) {
         proc_.set_max_message_size(t_.ctx_.opts.max_request_bytes);
     }
@@ -280,7 +286,8 @@ private:
     void on_open() {
         auto c = conn_.lock();
         if (!c) return;
-        peer_ = herald::peer(t_.ctx_.hub, std::move(who_), c->waker(), version_);
+        peer_ = herald::peer(t_.ctx_.hub, std::move(*who_), c->waker(), version_);
+        who_.reset();
         counted_ = true;
         t_.ctx_.metrics.websockets_open.fetch_add(1, std::memory_order_relaxed);
         t_.ctx_.metrics.websockets_opened.fetch_add(1, std::memory_order_relaxed);
@@ -407,7 +414,7 @@ private:
 
     websocket& t_;
     std::weak_ptr<net::connection> conn_;
-    principal who_;
+    std::unique_ptr<principal> who_;  // until the handshake is answered (then the peer's)
     detail::websocket_processor proc_;
     herald::peer peer_;  // from the handshake on
     bool counted_ = false;  // in metrics.websockets_open
