@@ -276,6 +276,9 @@ private:
         auto c = conn_.lock();
         if (!c) return;
         peer_ = herald::peer(t_.ctx_.hub, std::move(who_), c->waker());
+        // A WebSocket lasts: its principal is listed in presence. Until the client names
+        // herald.v2, it cannot hear join/leave (see peer::take_part_in_presence).
+        peer_.take_part_in_presence(session::presence_role::member);
         counted_ = true;
         t_.ctx_.metrics.websockets_open.fetch_add(1, std::memory_order_relaxed);
         t_.ctx_.metrics.websockets_opened.fetch_add(1, std::memory_order_relaxed);
