@@ -22,7 +22,7 @@ export const VERSION = '0.1.0';
 
 const PROTOCOL = 'herald.v1';
 const TRANSPORTS = ['websocket', 'longpoll'];
-const EVENTS = ['state', 'transport', 'resync', 'error'];
+const EVENTS = ['state', 'transport', 'resync', 'error', 'presence', 'join', 'leave'];
 const CHANNEL = /^[A-Za-z0-9_:-]+(?:\.[A-Za-z0-9_:-]+)*$/;
 // The server pings after `heartbeat` ms of quiet; two missed beats plus this much network
 // delay and the connection is dead, even if the browser has not noticed.
@@ -84,6 +84,9 @@ class Client {
   #token = null;      // from options.accessToken: sent with every request, renewed on `refresh`
   #fresh = false;     // #token was just given: the next attempt uses it without asking again
   #asking = null;     // the accessToken call under way, if any
+  // presence (herald.v2): channels whose members the app asked for -> {waiting: [{resolve,
+  // reject}], held: join/leave frames that came while the members were being read, or null}
+  #present = new Map();
 
   constructor(options) {
     this.#o = resolveOptions(options);
@@ -139,6 +142,59 @@ class Client {
       this.#outbox.push({ channel, data, resolve, reject });
       this.#flush();
     });
+  }
+
+  /**
+   * herald.v2: who is in `channel` now, a Promise of `[{user, info}]` (one per user, however
+   * many tabs). From then on the client keeps asking after each (re)subscribe and emits
+   * 'presence' ({channel, members}); 'join' and 'leave' ({channel, user, info}) tell the
+   * changes. Needs a WebSocket to a herald.v2 server; the server's authorizer decides.
+   */
+  presence(channel) {
+    checkChannel(channel);
+    if (this.#closed) return Promise.reject(new HeraldError('closed', 'the client is closed', channel));
+    let p = this.#present.get(channel);
+    if (!p) this.#present.set(channel, p = { waiting: [], held: null });
+    return new Promise((resolve, reject) => {
+      p.waiting.push({ resolve, reject });
+      // A followed channel not yet answered is asked once its `subscribed` arrives.
+      const ch = this.#channels.get(channel);
+      if (!ch || ch.cursor || !ch.asked) this.#askPresence(channel);
+    });
+  }
+
+  #askPresence(channel) {
+    const p = this.#present.get(channel);
+    const t = this.#active;
+    if (!p || !t?.up) return; // asked again at the next `subscribed`
+    if (!t.presence) {
+      for (const w of p.waiting.splice(0)) w.reject(new HeraldError('unsupported', 'presence needs a WebSocket to a herald.v2 server', channel));
+      return;
+    }
+    p.held ??= [];
+    t.presence(channel, this.#nextId++).then((f) => {
+      const held = p.held ?? [];
+      p.held = null;
+      if (f.type !== 'presence') {
+        const err = new HeraldError(f.code, f.message, f.channel ?? channel);
+        for (const w of p.waiting.splice(0)) w.reject(err);
+        if (f.code === 'forbidden' || f.code === 'unknown_frame_type') this.#present.delete(channel);
+        return;
+      }
+      for (const w of p.waiting.splice(0)) w.resolve(f.members);
+      this.#emit('presence', { channel, members: f.members });
+      for (const e of held) this.#presenceEvent(e);
+    }, (err) => { p.held = null; for (const w of p.waiting.splice(0)) w.reject(err); });
+  }
+
+  // join/leave: told to the app, or held while the members are being read (the answer may
+  // have been read before the change: it is told after the answer).
+  #presenceEvent(f) {
+    const p = this.#present.get(f.channel);
+    if (p?.held) return void p.held.push(f);
+    const detail = { channel: f.channel, user: f.user };
+    if (f.type === 'join') detail.info = f.info ?? null;
+    this.#emit(f.type, detail);
   }
 
   on(name, fn) {
@@ -267,6 +323,7 @@ class Client {
     this.#downSince = null;
     this.#setState('open', { reason: this.#why?.reason, explanation: this.#why?.plain });
     this.#flush();
+    for (const c of this.#present.keys()) if (!this.#channels.has(c)) this.#askPresence(c);
     if (t.name === 'longpoll') this.#scheduleProbe();
   }
 
@@ -406,6 +463,7 @@ class Client {
     if (f.type === 'message') this.#message(f);
     else if (f.type === 'subscribed') this.#subscribed(f);
     else if (f.type === 'refresh') this.#refresh();
+    else if (f.type === 'join' || f.type === 'leave') this.#presenceEvent(f);
     else if (f.type === 'error' && f.code !== 'credentials_expired') this.#refused(f);
   }
 
@@ -439,6 +497,8 @@ class Client {
       ch.cursor = { epoch: f.epoch, offset: ch.cursor.offset };
     }
     // recovered: the missed messages follow and move the cursor up to the head themselves.
+    // Members may have come and gone while this subscription was not live: read them again.
+    if (this.#present.has(f.channel)) this.#askPresence(f.channel);
   }
 
   // An error frame not answering a publish: a subscribe was refused (forbidden, invalid
@@ -480,7 +540,7 @@ class WebSocketTransport {
   #timer = null;
   #heartbeat = 0;
   #done = false;
-  #pending = new Map(); // publish id -> {resolve, reject}
+  #pending = new Map(); // publish or presence id -> {resolve, reject}
 
   constructor(c) {
     this.#c = c;
@@ -516,6 +576,13 @@ class WebSocketTransport {
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       this.#send({ type: 'publish', channel, data, id });
+    });
+  }
+
+  presence(channel, id) {
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#send({ type: 'presence', channel, id });
     });
   }
 
@@ -578,7 +645,7 @@ class WebSocketTransport {
       return;
     }
     this.#alive();
-    const p = f.id !== undefined && (f.type === 'published' || f.type === 'error') && this.#pending.get(f.id);
+    const p = f.id !== undefined && (f.type === 'published' || f.type === 'error' || f.type === 'presence') && this.#pending.get(f.id);
     if (p) {
       this.#pending.delete(f.id);
       p.resolve(f);

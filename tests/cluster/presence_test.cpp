@@ -49,15 +49,23 @@ std::vector<std::string> users(herald::hub& h, const std::string& channel) {
 
 bool has(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
 
+// Servers a and b on one Redis, with quick presence timing, connected.
+struct two_servers {
+    redis_process redis;
+    server a{redis.port(), quick()}, b{redis.port(), quick()};
+    two_servers() {
+        for (server* s : {&a, &b}) {
+            REQUIRE(s->redis.wait_connected(5s));
+            s->hub->set_authorizer(everyone{});
+        }
+    }
+};
+
 } // namespace
 
 TEST_CASE("presence: two servers on one Redis list each user once and tell joins and leaves everywhere") {
-    redis_process redis;
-    server a(redis.port(), quick()), b(redis.port(), quick());
-    for (server* s : {&a, &b}) {
-        REQUIRE(s->redis.wait_connected(5s));
-        s->hub->set_authorizer(everyone{});
-    }
+    two_servers t;
+    server &a = t.a, &b = t.b;
     follower bob(b.mem->connect(user("bob")));
     REQUIRE(bob.follow("doc.1"));
     REQUIRE(bob.until([&] { return has(events(bob, "doc.1"), "join bob") || users(*b.hub, "doc.1").size() == 1; }));
@@ -103,12 +111,8 @@ TEST_CASE("presence: two servers on one Redis list each user once and tell joins
 }
 
 TEST_CASE("presence: a server that stops renewing drops out within ttl + sweep_interval, and the others hear its leave") {
-    redis_process redis;
-    server a(redis.port(), quick()), b(redis.port(), quick());
-    for (server* s : {&a, &b}) {
-        REQUIRE(s->redis.wait_connected(5s));
-        s->hub->set_authorizer(everyone{});
-    }
+    two_servers t;
+    server &a = t.a, &b = t.b;
     follower bob(b.mem->connect(user("bob")));
     REQUIRE(bob.follow("doc.2"));
     follower alice(a.mem->connect(user("alice")));

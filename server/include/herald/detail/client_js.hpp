@@ -31,7 +31,7 @@ export const VERSION = '0.1.0';
 
 const PROTOCOL = 'herald.v1';
 const TRANSPORTS = ['websocket', 'longpoll'];
-const EVENTS = ['state', 'transport', 'resync', 'error'];
+const EVENTS = ['state', 'transport', 'resync', 'error', 'presence', 'join', 'leave'];
 const CHANNEL = /^[A-Za-z0-9_:-]+(?:\.[A-Za-z0-9_:-]+)*$/;
 // The server pings after `heartbeat` ms of quiet; two missed beats plus this much network
 // delay and the connection is dead, even if the browser has not noticed.
@@ -93,6 +93,9 @@ class Client {
   #token = null;      // from options.accessToken: sent with every request, renewed on `refresh`
   #fresh = false;     // #token was just given: the next attempt uses it without asking again
   #asking = null;     // the accessToken call under way, if any
+  // presence (herald.v2): channels whose members the app asked for -> {waiting: [{resolve,
+  // reject}], held: join/leave frames that came while the members were being read, or null}
+  #present = new Map();
 
   constructor(options) {
     this.#o = resolveOptions(options);
@@ -150,6 +153,60 @@ class Client {
     });
   }
 
+  /**
+   * herald.v2: who is in `channel` now, a Promise of `[{user, info}]` (one per user, however
+   * many tabs). From then on the client keeps asking after each (re)subscribe and emits
+   * 'presence' ({channel, members}); 'join' and 'leave' ({channel, user, info}) tell the
+   * changes. Needs a WebSocket to a herald.v2 server; the server's authorizer decides.
+   */
+  presence(channel) {
+    checkChannel(channel);
+    if (this.#closed) return Promise.reject(new HeraldError('closed', 'the client is closed', channel));
+    let p = this.#present.get(channel);
+    if (!p) this.#present.set(channel, p = { waiting: [], held: null });
+    return new Promise((resolve, reject) => {
+      p.waiting.push({ resolve, reject });
+      // A followed channel not yet answered is asked once its `subscribed` arrives.
+      const ch = this.#channels.get(channel);
+      if (!ch || ch.cursor || !ch.asked) this.#askPresence(channel);
+    });
+  }
+
+  #askPresence(channel) {
+    const p = this.#present.get(channel);
+    const t = this.#active;
+    if (!p || !t?.up) return; // asked again at the next `subscribed`
+    if (!t.presence) {
+      for (const w of p.waiting.splice(0)) w.reject(new HeraldError('unsupported', 'presence needs a WebSocket to a herald.v2 server', channel));
+      return;
+    }
+    p.held ??= [];
+    t.presence(channel, this.#nextId++).then((f) => {
+      const held = p.held ?? [];
+      p.held = null;
+      if (f.type !== 'presence') {
+        const err = new HeraldEr)herald_js"
+    R"herald_js(ror(f.code, f.message, f.channel ?? channel);
+        for (const w of p.waiting.splice(0)) w.reject(err);
+        if (f.code === 'forbidden' || f.code === 'unknown_frame_type') this.#present.delete(channel);
+        return;
+      }
+      for (const w of p.waiting.splice(0)) w.resolve(f.members);
+      this.#emit('presence', { channel, members: f.members });
+      for (const e of held) this.#presenceEvent(e);
+    }, (err) => { p.held = null; for (const w of p.waiting.splice(0)) w.reject(err); });
+  }
+
+  // join/leave: told to the app, or held while the members are being read (the answer may
+  // have been read before the change: it is told after the answer).
+  #presenceEvent(f) {
+    const p = this.#present.get(f.channel);
+    if (p?.held) return void p.held.push(f);
+    const detail = { channel: f.channel, user: f.user };
+    if (f.type === 'join') detail.info = f.info ?? null;
+    this.#emit(f.type, detail);
+  }
+
   on(name, fn) {
     const set = this.#listeners.get(name);
     if (!set) throw new TypeError(`herald: unknown event '${name}' (one of ${EVENTS.join(', ')})`);
@@ -197,8 +254,7 @@ class Client {
     this.#fresh = false;
     const offered = Array.isArray(info.transports) ? info.transports : [];
     this.#allowed = this.#o.transports.filter((t) => offered.includes(t));
- )herald_js"
-    R"herald_js(   const ws = this.#allowed.includes('websocket');
+    const ws = this.#allowed.includes('websocket');
     if (ws && !this.#wsTrouble) return this.#use(new WebSocketTransport(this.#context()));
     if (!this.#allowed.includes('longpoll')) {
       return this.#retry({
@@ -277,6 +333,7 @@ class Client {
     this.#downSince = null;
     this.#setState('open', { reason: this.#why?.reason, explanation: this.#why?.plain });
     this.#flush();
+    for (const c of this.#present.keys()) if (!this.#channels.has(c)) this.#askPresence(c);
     if (t.name === 'longpoll') this.#scheduleProbe();
   }
 
@@ -321,7 +378,8 @@ class Client {
   // Stops every transport and timer; `err` rejects the publishes still waiting.
   #halt(err) {
     this.#gen++;
-    this.#o.clearTimeout(this.#retryTimer);
+  )herald_js"
+    R"herald_js(  this.#o.clearTimeout(this.#retryTimer);
     this.#o.clearTimeout(this.#probeTimer);
     this.#retryTimer = this.#probeTimer = null;
     for (const t of [this.#active, this.#probe]) t?.stop(err);
@@ -389,8 +447,7 @@ class Client {
     this.#active?.refresh?.(token);
   }
 
-  // The server ended a session whose credentials (`expired`, as that connection sent th)herald_js"
-    R"herald_js(em)
+  // The server ended a session whose credentials (`expired`, as that connection sent them)
   // expired. Newer ones (renewed meanwhile, or from the app now): reconnect at once; none:
   // stop, in state 'expired'.
   async #credentialsEnded(reason, expired) {
@@ -417,6 +474,7 @@ class Client {
     if (f.type === 'message') this.#message(f);
     else if (f.type === 'subscribed') this.#subscribed(f);
     else if (f.type === 'refresh') this.#refresh();
+    else if (f.type === 'join' || f.type === 'leave') this.#presenceEvent(f);
     else if (f.type === 'error' && f.code !== 'credentials_expired') this.#refused(f);
   }
 
@@ -450,6 +508,8 @@ class Client {
       ch.cursor = { epoch: f.epoch, offset: ch.cursor.offset };
     }
     // recovered: the missed messages follow and move the cursor up to the head themselves.
+    // Members may have come and gone while this subscription was not live: read them again.
+    if (this.#present.has(f.channel)) this.#askPresence(f.channel);
   }
 
   // An error frame not answering a publish: a subscribe was refused (forbidden, invalid
@@ -491,7 +551,7 @@ class WebSocketTransport {
   #timer = null;
   #heartbeat = 0;
   #done = false;
-  #pending = new Map(); // publish id -> {resolve, reject}
+  #pending = new Map(); // publish or presence id -> {resolve, reject}
 
   constructor(c) {
     this.#c = c;
@@ -503,7 +563,8 @@ class WebSocketTransport {
     try {
       this.#token = c.token();
       this.#ws = new o.WebSocket(c.url(o.urls.ws, this.#token), PROTOCOL);
-    } catch (e) { // e.g. a ws: URL from an https: page
+    } catch (e) { )herald_js"
+    R"herald_js(// e.g. a ws: URL from an https: page
       o.setTimeout(() => this.#end({
         failure: true, reason: `websocket could not be opened (${e.message})`, plain: 'this browser cannot open a WebSocket to the server',
       }), 0);
@@ -527,6 +588,13 @@ class WebSocketTransport {
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       this.#send({ type: 'publish', channel, data, id });
+    });
+  }
+
+  presence(channel, id) {
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#send({ type: 'presence', channel, id });
     });
   }
 
@@ -589,13 +657,12 @@ class WebSocketTransport {
       return;
     }
     this.#alive();
-    const p = f.id !== undefined && (f.type === 'published' || f.type === 'error') && this.#pending.get(f.id);
+    const p = f.id !== undefined && (f.type === 'published' || f.type === 'error' || f.type === 'presence') && this.#pending.get(f.id);
     if (p) {
       this.#pending.delete(f.id);
       p.resolve(f);
     } else if (f.type === 'ping') {
-      this.#send()herald_js"
-    R"herald_js({ type: 'pong' });
+      this.#send({ type: 'pong' });
     } else if (f.type === 'reconnect') {
       this.#end({ failure: false, delay: Math.max(0, Number(f.after) || 0), reason: `server asked to reconnect (${f.reason})` });
     } else {
@@ -717,7 +784,8 @@ class LongPollTransport {
         if (this.#done) return;
         if (f?.type === 'reconnect') return this.#drain(f);
         if (f && typeof f.type === 'string') this.#c.frame(f);
-        if (f?.code === 'credentials_expired') return this.#end({ failure: false, expired: true, token, reason: 'the credentials expired' });
+        if (f?.code === 'credentials_expired') return this.#end({ f)herald_js"
+    R"herald_js(ailure: false, expired: true, token, reason: 'the credentials expired' });
       }
       if (!this.#done) this.#poll();
       return;
@@ -784,8 +852,7 @@ function endpoints(base) {
   return { info: `${root}info`, poll: `${root}poll`, publish: `${root}publish`, ws: `${root.replace(/^http/, 'ws')}ws` };
 }
 
-// text/plain keeps a cross-origin POST "simple": no CORS p)herald_js"
-    R"herald_js(reflight per poll.
+// text/plain keeps a cross-origin POST "simple": no CORS preflight per poll.
 function post(body, o, signal) {
   return { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: JSON.stringify(body), signal, credentials: o.credentials };
 }
