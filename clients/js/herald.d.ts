@@ -155,6 +155,8 @@ export interface Events {
 export interface Client {
   readonly state: State;
   readonly transport: TransportName | null;
+  /** The protocol version the server answered with ('herald.v2' from a current server, 'herald.v1' from an older one); null while not connected. */
+  readonly protocol: 'herald.v2' | 'herald.v1' | null;
   /** Calls `handler` for every message of `channel`, in offset order, each once. Throws TypeError on an invalid channel name. */
   subscribe<T = unknown>(channel: string, handler: MessageHandler<T>, options?: SubscribeOptions): Subscription;
   /**

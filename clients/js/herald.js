@@ -20,7 +20,9 @@
 
 export const VERSION = '0.1.0';
 
-const PROTOCOL = 'herald.v1';
+// The protocol versions this client speaks, newest first: offered on every connection (the
+// WebSocket's subprotocols, a poll's `protocols`); the server answers with the newest both know.
+const PROTOCOLS = ['herald.v2', 'herald.v1'];
 const TRANSPORTS = ['websocket', 'longpoll'];
 const EVENTS = ['state', 'transport', 'resync', 'error', 'presence', 'join', 'leave'];
 const CHANNEL = /^[A-Za-z0-9_:-]+(?:\.[A-Za-z0-9_:-]+)*$/;
@@ -103,6 +105,8 @@ class Client {
   get state() { return this.#state; }
   /** 'websocket' | 'longpoll' | null: the transport in use or being opened. */
   get transport() { return this.#current; }
+  /** 'herald.v2' | 'herald.v1' | null: the protocol version the server answered with. */
+  get protocol() { return this.#active?.up ? this.#active.protocol : null; }
 
   subscribe(channel, handler, { since } = {}) {
     checkChannel(channel);
@@ -167,7 +171,7 @@ class Client {
     const p = this.#present.get(channel);
     const t = this.#active;
     if (!p || !t?.up) return; // asked again at the next `subscribed`
-    if (!t.presence) {
+    if (!t.presence || t.protocol !== 'herald.v2') {
       for (const w of p.waiting.splice(0)) w.reject(new HeraldError('unsupported', 'presence needs a WebSocket to a herald.v2 server', channel));
       return;
     }
@@ -533,6 +537,7 @@ class Client {
 class WebSocketTransport {
   name = 'websocket';
   up = false;
+  protocol = null;    // the version the welcome named
   #c;
   #token;             // the credentials this connection was opened with, or last sent
   #ws = null;
@@ -551,7 +556,7 @@ class WebSocketTransport {
       'a proxy on the way holds WebSocket connections without passing them on');
     try {
       this.#token = c.token();
-      this.#ws = new o.WebSocket(c.url(o.urls.ws, this.#token), PROTOCOL);
+      this.#ws = new o.WebSocket(c.url(o.urls.ws, this.#token), PROTOCOLS);
     } catch (e) { // e.g. a ws: URL from an https: page
       o.setTimeout(() => this.#end({
         failure: true, reason: `websocket could not be opened (${e.message})`, plain: 'this browser cannot open a WebSocket to the server',
@@ -637,6 +642,7 @@ class WebSocketTransport {
     if (!this.up) {
       if (f.type !== 'welcome') return;
       this.up = true;
+      this.protocol = typeof f.protocol === 'string' ? f.protocol : 'herald.v1';
       this.#heartbeat = Number(f.heartbeat) || 0;
       this.#c.o.clearTimeout(this.#timer);
       this.#alive();
@@ -685,6 +691,7 @@ class WebSocketTransport {
 class LongPollTransport {
   name = 'longpoll';
   up = false;
+  protocol = null;    // the version the last answer named (none named: herald.v1)
   #c;
   #ctl = null;
   #gen = 0;
@@ -753,7 +760,7 @@ class LongPollTransport {
     const timer = o.setTimeout(() => { timedOut = true; ctl.abort(); }, limit);
     let res, body;
     try {
-      res = await o.fetch(this.#c.url(o.urls.poll, token), post({ channels: this.#c.cursors(), timeout }, o, ctl.signal));
+      res = await o.fetch(this.#c.url(o.urls.poll, token), post({ channels: this.#c.cursors(), timeout, protocols: PROTOCOLS }, o, ctl.signal));
       body = await readJson(res);
     } catch (e) {
       if (gen !== this.#gen || this.#done) return; // replaced or stopped: the cursors still say what is owed
@@ -764,6 +771,8 @@ class LongPollTransport {
     if (gen !== this.#gen || this.#done) return;
 
     if (res.status === 200 && Array.isArray(body?.frames)) {
+      // Each poll may reach another server (no sticky sessions): each answer names its version.
+      this.protocol = typeof body.protocol === 'string' ? body.protocol : 'herald.v1';
       if (!this.up) {
         this.up = true;
         this.#c.up(this);

@@ -71,19 +71,23 @@ public:
     /// Opens a session on `h` for `who`; `wake` as for hub::open_session. The session ends
     /// when `who.expires` passes unless the client refreshed its credentials (see
     /// check_credentials()).
-    peer(hub& h, principal who, session::wake_function wake, clock::time_point now = clock::now())
-        : hub_(&h) {
+    /// `version` is the protocol version the client and the server share
+    /// (protocol::negotiate): requests of a later version are refused as unknown.
+    peer(hub& h, principal who, session::wake_function wake, int version = protocol::latest_version,
+         clock::time_point now = clock::now())
+        : hub_(&h), version_(version) {
         expire_at(who.expires, now);
         session_ = h.open_session(std::move(who), std::move(wake));
     }
 
     peer(peer&& o) noexcept
-        : hub_(o.hub_), session_(std::move(o.session_)), expires_(o.expires_), refresh_at_(o.refresh_at_) {}
+        : hub_(o.hub_), session_(std::move(o.session_)), version_(o.version_), expires_(o.expires_), refresh_at_(o.refresh_at_) {}
     peer& operator=(peer&& o) noexcept {
         if (this != &o) {
             close();
             hub_ = o.hub_;
             session_ = std::move(o.session_);
+            version_ = o.version_;
             expires_ = o.expires_;
             refresh_at_ = o.refresh_at_;
         }
@@ -95,6 +99,8 @@ public:
 
     /// Whether the peer has a session that the hub has not closed.
     bool open() const noexcept { return session_ && !session_->closed(); }
+    /// The protocol version this client speaks (1: herald.v1, 2: herald.v2).
+    int version() const noexcept { return version_; }
     /// The session (null after release()): the transport takes its frames from it.
     const session_ptr& session() const noexcept { return session_; }
 
@@ -123,8 +129,12 @@ public:
         case protocol::request::kind::unsubscribe: ec = unsubscribe(r.channel, r.id); break;
         case protocol::request::kind::refresh: ec = refresh(std::move(r.token), r.id); break;
         case protocol::request::kind::presence:
-            // herald.v2: a session that cannot hear join/leave (a v1 client) does not know this frame
-            if (!session_ || session_->presence() != session::presence_role::listener) { ec = error::unknown_frame_type; break; }
+            // herald.v2, on a session that hears join/leave: to a v1 client (or a long-poll's
+            // short-lived session) it is a frame like any unknown one
+            if (version_ < 2 || !session_ || session_->presence() != session::presence_role::listener) {
+                ec = error::unknown_frame_type;
+                break;
+            }
             ec = presence(r.channel, r.id);
             break;
         case protocol::request::kind::publish:
@@ -264,6 +274,7 @@ private:
 
     hub* hub_ = nullptr;
     session_ptr session_;
+    int version_ = protocol::latest_version;
     std::optional<clock::time_point> expires_;     // the credentials' end
     std::optional<clock::time_point> refresh_at_;  // when to ask for new ones (once)
 };

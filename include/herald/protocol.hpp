@@ -1,5 +1,6 @@
-// herald — the herald.v1 wire protocol: encoding server frames, parsing client frames.
-// docs/protocol.md is the reference; every transport speaks these same frames.
+// herald — the wire protocol (herald.v1, herald.v2): encoding server frames, parsing client
+// frames, and which version a client and this server share. docs/protocol.md is the
+// reference; every transport speaks these same frames.
 #pragma once
 
 #include <herald/backplane.hpp>
@@ -23,8 +24,53 @@
 namespace herald {
 namespace protocol {
 
-/// The WebSocket subprotocol name and the `protocol` field of `welcome`.
-inline constexpr std::string_view name = "herald.v1";
+/// The protocol versions this build speaks, newest first: the WebSocket subprotocol names,
+/// the `protocol` field of `welcome` and of a long-poll answer, `/herald/info`'s `protocols`.
+/// herald.v2 adds frames (presence) to herald.v1 and changes none of v1's; a client offers
+/// every version it speaks and the server answers with the newest both know (negotiate()),
+/// so that old pages keep working on new servers and new pages on old servers.
+inline constexpr int latest_version = 2;
+inline constexpr std::string_view version_names[] = {"herald.v1", "herald.v2"};
+
+/// The name of version `v` (1 to latest_version).
+constexpr std::string_view name_of(int v) noexcept {
+    return version_names[static_cast<std::size_t>(std::clamp(v, 1, latest_version) - 1)];
+}
+/// The version a name stands for, or 0 for a name this build does not know.
+constexpr int version_of(std::string_view name) noexcept {
+    for (int v = 1; v <= latest_version; ++v)
+        if (version_names[v - 1] == name) return v;
+    return 0;
+}
+
+/// The version a client and this server share: the newest of `offered` (names, any order)
+/// that is at most `max` (the server's newest, server_options::max_protocol_version). An
+/// empty offer is herald.v1, as a client from before the negotiation offers nothing else;
+/// 0 when the client offered versions and the server knows none of them.
+template <class Names>
+int negotiate(const Names& offered, int max = latest_version) {
+    int best = 0;
+    bool any = false;
+    for (const auto& o : offered) {
+        any = true;
+        const int v = version_of(o);
+        if (v && v <= max) best = std::max(best, v);
+    }
+    return any ? best : 1;
+}
+
+/// The versions a server whose newest is `max` speaks, newest first: "herald.v2, herald.v1".
+inline std::string spoken(int max = latest_version) {
+    std::string out;
+    for (int v = std::clamp(max, 1, latest_version); v >= 1; --v) {
+        if (!out.empty()) out += ", ";
+        out += name_of(v);
+    }
+    return out;
+}
+
+/// herald.v1's name (what the first server and its clients spoke).
+inline constexpr std::string_view name = version_names[0];
 
 namespace detail {
 inline void append_uint(std::string& out, std::uint64_t v) {
@@ -157,11 +203,12 @@ inline frame_ptr make_error(std::error_code code, std::string_view channel = {},
 /// `welcome`: first frame on every connection. `transports` lists those enabled on the server
 /// so that a client can skip the ones that are off.
 inline frame_ptr make_welcome(std::string_view session_id, std::chrono::milliseconds heartbeat,
-                              const std::vector<std::string>& transports, std::string_view server_id = {}) {
+                              const std::vector<std::string>& transports, std::string_view server_id = {},
+                              int version = 1) {
     auto f = std::make_shared<frame>();
     f->type = frame_type::welcome;
     nlohmann::json j = {{"type", "welcome"},
-                        {"protocol", std::string(name)},
+                        {"protocol", std::string(name_of(version))},
                         {"session", std::string(session_id)},
                         {"heartbeat", heartbeat.count()},
                         {"transports", transports}};
@@ -277,12 +324,14 @@ inline frame_ptr make_presence_event(std::string channel, const presence_event& 
 
 /// The body of every long-poll and `/herald/publish` answer, refusals included:
 /// `{"frames":[…]}`, the frames' texts as they were encoded (not copied into JSON values).
-inline std::string encode_poll_answer(const std::vector<frame_ptr>& frames) {
-    std::size_t n = 12;
+/// `open` is how it opens: a poll that offered protocol versions is answered
+/// `{"protocol":"herald.v2","frames":[…]}`.
+inline std::string encode_poll_answer(const std::vector<frame_ptr>& frames, std::string_view open = "{\"frames\":[") {
+    std::size_t n = open.size() + 2;
     for (const frame_ptr& f : frames) n += f->text.size() + 1;
     std::string body;
     body.reserve(n);
-    body += "{\"frames\":[";
+    body += open;
     for (std::size_t i = 0; i < frames.size(); ++i) {
         if (i) body += ',';
         body += frames[i]->text;
@@ -447,8 +496,12 @@ struct poll_channel {
 struct poll_request {
     std::vector<poll_channel> channels;               ///< in name order (as nlohmann keeps them)
     std::optional<std::chrono::milliseconds> timeout;  ///< when sent: clamped to [0, max_timeout]
+    std::vector<std::string> protocols;  ///< the versions the client offered (none: herald.v1)
     std::string_view problem;                          ///< on failure: what is wrong, for the answer
 };
+
+/// The most protocol names a poll may offer (a client offers the few it speaks).
+inline constexpr std::size_t max_offered_protocols = 8;
 
 /// Parses a long-poll body (docs/protocol.md). A `timeout` above `max_timeout` (the
 /// transport's longest hold) is clamped to it before any conversion, so that no value can
@@ -474,6 +527,14 @@ inline poll_request parse_poll(std::string_view body, std::error_code& ec,
         const auto limit = static_cast<std::uint64_t>(std::max<std::chrono::milliseconds::rep>(max_timeout.count(), 0));
         p.timeout = std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(
             std::min(t->get<std::uint64_t>(), limit)));
+    }
+    if (auto o = j.find("protocols"); o != j.end()) {
+        if (!o->is_array() || o->size() > max_offered_protocols)
+            return fail("`protocols` must be an array of at most 8 protocol names");
+        for (const auto& name : *o) {
+            if (!name.is_string()) return fail("`protocols` must be an array of at most 8 protocol names");
+            p.protocols.push_back(name.get<std::string>());
+        }
     }
     p.channels.reserve(channels->size());
     for (const auto& [name, cursor] : channels->items()) {

@@ -5,30 +5,10 @@
 // for clients that resume within the history; a Redis restart is survived and told.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import net from 'node:net';
-import { startServer, client, WebSocket, sleep, freePort } from '../protocol/harness.mjs';
+import { startServer, client, WebSocket, sleep } from '../protocol/harness.mjs';
 import { startNginx } from '../proxy/nginx.mjs';
 import { connect } from '../../clients/js/herald.js';
-
-const redisBinary = process.env.HERALD_REDIS || '/usr/bin/redis-server';
-
-async function startRedis(port) {
-  port ??= await freePort();
-  const child = spawn(redisBinary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: 'ignore' });
-  const exited = new Promise((r) => child.on('exit', r));
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => { s.destroy(); resolve(true); });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) break;
-    await sleep(50);
-  }
-  return { port, async stop() { child.kill('SIGKILL'); await exited; } };
-}
+import { startRedis, publishVia, waitFor, range } from './support.mjs';
 
 let redis;
 before(async () => { redis = await startRedis(); });
@@ -43,12 +23,6 @@ async function cluster(n) {
   return servers;
 }
 
-async function publishVia(url, channel, data) {
-  const res = await fetch(`${url}/test/publish?channel=${channel}`, { method: 'POST', body: JSON.stringify(data) });
-  if (!res.ok) throw Object.assign(new Error(`publish ${res.status}`), { status: res.status });
-  return res.json();
-}
-
 /** A herald.js client that records what its app would see. */
 function editor(url, channel, transports) {
   const seen = [];
@@ -59,16 +33,6 @@ function editor(url, channel, transports) {
   h.subscribe(channel, (data, meta) => seen.push(meta.offset));
   return { h, seen, events, open: () => waitFor(() => h.state === 'open', 10000, 'open') };
 }
-
-async function waitFor(pred, ms, what) {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-const range = (n) => Array.from({ length: n }, (_, i) => i + 1);
 
 test('a publish on any server reaches subscribers on every server, in one order', async () => {
   const [a, b, c] = await cluster(3);

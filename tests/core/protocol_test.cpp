@@ -71,6 +71,32 @@ TEST_CASE("protocol: server frames are valid JSON with the documented fields") {
     CHECK(json::parse(herald::protocol::make_unsubscribed("c", 3)->text)["type"] == "unsubscribed");
 }
 
+TEST_CASE("protocol: versions: the newest both know, herald.v1 without an offer, none for an offer of strangers") {
+    using herald::protocol::negotiate;
+    using v = std::vector<std::string>;
+    CHECK(negotiate(v{"herald.v2", "herald.v1"}) == 2);
+    CHECK(negotiate(v{"herald.v1", "herald.v2"}) == 2);
+    CHECK(negotiate(v{"herald.v1"}) == 1);
+    CHECK(negotiate(v{}) == 1);                        // a client from before the negotiation
+    CHECK(negotiate(v{"herald.v2", "herald.v1"}, 1) == 1);  // a server pinned to v1
+    CHECK(negotiate(v{"herald.v2"}, 1) == 0);
+    CHECK(negotiate(v{"herald.v9", "chat", ""}) == 0);
+    CHECK(negotiate(v{"HERALD.V2", "herald.v1"}) == 1);  // names are exact, as subprotocols are
+    CHECK(herald::protocol::spoken() == "herald.v2, herald.v1");
+    CHECK(herald::protocol::spoken(1) == "herald.v1");
+    CHECK(json::parse(herald::protocol::make_welcome("s1", 25s, {}, "", 2)->text)["protocol"] == "herald.v2");
+
+    std::error_code ec;
+    auto p = herald::protocol::parse_poll(R"({"channels":{},"protocols":["herald.v2","herald.v1"]})", ec);
+    CHECK_FALSE(ec);
+    CHECK(p.protocols == v{"herald.v2", "herald.v1"});
+    for (const char* bad : {R"({"channels":{},"protocols":"herald.v2"})", R"({"channels":{},"protocols":[2]})",
+                            R"({"channels":{},"protocols":["a","b","c","d","e","f","g","h","i"]})"}) {
+        herald::protocol::parse_poll(bad, ec);
+        CHECK(ec == herald::error::malformed_frame);
+    }
+}
+
 TEST_CASE("protocol: client requests parse, and each bad one gets its error") {
     std::error_code ec;
     auto r = herald::protocol::parse_request(R"({"type":"subscribe","channel":"p","since":{"epoch":"e","offset":7},"id":3})", ec);

@@ -18,7 +18,7 @@ test('diagnose shows the request as it arrived', async () => {
   const d = await res.json();
   assert.equal(d.request.target, '/herald/diagnose?x=1');
   assert.equal(d.request.headers['X-Forwarded-For'] ?? d.request.headers['x-forwarded-for'], '10.1.2.3');
-  assert.equal(d.server.protocol, 'herald.v1');
+  assert.equal(d.server.protocol, 'herald.v2');
   assert.ok('connections' in d.stats);
 });
 
@@ -97,7 +97,7 @@ test('stream=1 over HTTP/1.1: chunked, the first part at once, the second 1.5 s 
   assert.equal(lines[1].diagnose.request.target, '/herald/diagnose?stream=1');
   // The connection goes on to the next request.
   c.write('GET /herald/info HTTP/1.1\r\nHost: x\r\n\r\n');
-  await c.until((d) => d.includes('"protocol":"herald.v1"'), 2000);
+  await c.until((d) => d.includes('"protocol":"herald.v2"'), 2000);
   c.sock.destroy();
 });
 

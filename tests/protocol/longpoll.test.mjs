@@ -81,6 +81,25 @@ test('a forbidden channel gets an error frame; the other channels are served in 
 
 // Every answer of /herald/poll and /herald/publish is {"frames":[...]}, refusals included:
 // one error frame with the code and a readable message.
+test('versions: a poll that offers versions is answered in the newest both know, and names it', async () => {
+  const r = await poll({ channels: { 'public.lp.v': null }, timeout: 0, protocols: ['herald.v1', 'herald.v2'] });
+  assert.equal(r.status, 200);
+  assert.equal(r.body.protocol, 'herald.v2');
+  assert.equal(r.body.frames[0].type, 'subscribed');
+  const old = await poll({ channels: { 'public.lp.v': null }, timeout: 0, protocols: ['herald.v1'] });
+  assert.equal(old.body.protocol, 'herald.v1');
+  const none = await poll({ channels: { 'public.lp.v': null }, timeout: 0 });
+  assert.deepEqual(Object.keys(none.body), ['frames'], 'no offer: the answer of a herald.v1 server, unchanged');
+});
+
+test('versions: a bad offer is refused with 400 and says why', async () => {
+  for (const protocols of ['herald.v2', [2], Array(9).fill('herald.v1')])
+    refusal(await poll({ channels: {}, protocols }), 400, 'malformed_frame');
+  const unknown = await poll({ channels: {}, protocols: ['herald.v9'] });
+  refusal(unknown, 400, 'malformed_frame');
+  assert.match(unknown.body.frames[0].message, /no protocol version in common: this server speaks herald\.v2, herald\.v1/);
+});
+
 function refusal(r, status, code) {
   assert.equal(r.status, status);
   assert.equal(r.body.frames.length, 1, JSON.stringify(r.body));

@@ -53,6 +53,9 @@ int main(int argc, char** argv) {
     app.add_option("--redis-sentinel", redis_sentinels, "host:port[,host:port...] of Redis Sentinels that watch --redis-master");
     app.add_option("--redis-master", redis_master, "NAME[,NAME...]: the primary the sentinels know by that name (several: shards)");
     app.add_option("--port", opts.port, "port (0: any free port, printed first)");
+    app.add_option("--max-protocol", opts.max_protocol_version,
+                   "server_options::max_protocol_version: 1 serves as a herald.v1-only server would")
+        ->check(CLI::Range(1, 2));
     app.add_option("--heartbeat-ms", heartbeat_ms, "server_options::heartbeat, milliseconds");
     app.add_option("--max-bytes", opts.max_request_bytes, "server_options::max_request_bytes, bytes");
     app.add_option("--queue", opts.hub.session.max_queued_messages, "session_options::max_queued_messages, frames");

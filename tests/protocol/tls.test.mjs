@@ -34,7 +34,7 @@ test('https: /herald/info, the certificate verified against the self-signed CA',
   const r = await get('/herald/info');
   assert.equal(r.status, 200);
   const info = JSON.parse(r.body);
-  assert.equal(info.protocol, 'herald.v1');
+  assert.equal(info.protocol, 'herald.v2');
   assert.deepEqual(info.transports, ['websocket', 'longpoll']);
 });
 

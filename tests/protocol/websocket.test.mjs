@@ -41,12 +41,38 @@ test('handshake: herald.v1 is negotiated and welcome comes first, naming the tra
   c.close();
 });
 
-test('a client offering no subprotocol is served too', async () => {
+test('a client offering no subprotocol is served too, in herald.v1', async () => {
   const c = client(server.ws, { protocols: [] });
   await c.open();
   assert.equal(c.ws.protocol, '');
-  await c.frame((f) => f.type === 'welcome');
+  assert.equal((await c.frame((f) => f.type === 'welcome')).protocol, 'herald.v1');
   c.close();
+});
+
+test('versions: the newest the client offers and the server speaks, in any order of the offer', async () => {
+  for (const [offered, expected] of [[['herald.v2', 'herald.v1'], 'herald.v2'], [['herald.v1', 'herald.v2'], 'herald.v2'],
+    [['herald.v9', 'herald.v1'], 'herald.v1'], [['herald.v2'], 'herald.v2']]) {
+    const c = client(server.ws, { protocols: offered });
+    await c.open();
+    assert.equal(c.ws.protocol, expected, String(offered));
+    assert.equal((await c.frame((f) => f.type === 'welcome')).protocol, expected);
+    c.close();
+  }
+});
+
+test('versions: an offer of none this server knows is refused with 400 naming the ones it speaks; a bystander is served', async () => {
+  const bystander = client(server.ws, { protocols: ['herald.v2', 'herald.v1'] });
+  await bystander.open();
+  bystander.send({ type: 'subscribe', channel: 'public.bystander', id: 1 });
+  await bystander.frame((f) => f.type === 'subscribed' && f.id === 1);
+  const c = client(server.ws, { protocols: ['herald.v9', 'chat'] });
+  let headers;
+  c.ws.once('unexpected-response', (req, res) => { headers = res.headers; });
+  await assert.rejects(c.open(), (e) => e.status === 400);
+  assert.equal(headers['sec-websocket-protocol'], 'herald.v2, herald.v1');
+  await tick();
+  await bystander.untilMessages('public.bystander', 1);
+  bystander.close();
 });
 
 test('subscribe, then messages in offset order, each once; unsubscribe stops them', async () => {
@@ -292,7 +318,7 @@ test('HTTP/1.1 keep-alive: several requests on one connection; client.js and inf
   const r = raw(server.port);
   r.write(`GET /herald/info HTTP/1.1\r\nHost: x\r\n\r\nGET /herald/client.js HTTP/1.1\r\nHost: x\r\n\r\n`);
   await r.until((d) => (d.toString().match(/HTTP\/1\.1 200/g) || []).length === 2);
-  assert.match(r.data.toString(), /"protocol":"herald.v1"/);
+  assert.match(r.data.toString(), /"protocol":"herald.v2"/);
   assert.match(r.data.toString(), /Content-Type: text\/javascript/);
   r.sock.destroy();
   const bad = raw(server.port);

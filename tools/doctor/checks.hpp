@@ -195,7 +195,7 @@ inline finding check_server(const settings& s, server_facts& facts) {
         return f;
     }
     const nlohmann::json info = r.json_body();
-    if (r.status != 200 || !info.is_object() || detail::text(info, "protocol") != "herald.v1") {
+    if (r.status != 200 || !info.is_object() || detail::text(info, "protocol").rfind("herald.v", 0) != 0) {
         f.status = level::fail;
         f.summary = "GET " + req.target + " answered " + detail::what_failed(r, s) + ", not herald's info";
         if (r.status == 502 || r.status == 503 || r.status == 504) {

@@ -73,6 +73,7 @@ export class FakeHerald {
   wsMode = 'accept';
   infoDown = false;    // /herald/info fails like a refused TCP connection
   pings = true;        // ping a welcomed socket after `heartbeat` ms of quiet, as the server does
+  versions = ['herald.v2', 'herald.v1'];  // the protocol versions this server speaks, newest first
   // (body, signal) -> a response, a promise of one, or an Error to throw; undefined: as usual.
   pollResponder = null;
   #channels = new Map();
@@ -135,8 +136,14 @@ export class FakeHerald {
     return [subscribed, ...replay.map((m) => ({ type: 'message', channel: name, epoch: ch.epoch, offset: m.offset, data: m.data }))];
   }
 
-  welcome() {
-    return { type: 'welcome', protocol: 'herald.v1', session: `s${this.sockets.length}`, heartbeat: this.heartbeat, transports: this.transports };
+  /** The newest of `offered` this server speaks (none offered: herald.v1; none known: null). */
+  negotiate(offered) {
+    const list = offered === undefined ? [] : [offered].flat();
+    return list.length ? this.versions.find((v) => list.includes(v)) ?? null : 'herald.v1';
+  }
+
+  welcome(protocol = 'herald.v1') {
+    return { type: 'welcome', protocol, session: `s${this.sockets.length}`, heartbeat: this.heartbeat, transports: this.transports };
   }
 
   fetch = async (url, init = {}) => {
@@ -144,7 +151,7 @@ export class FakeHerald {
     if (pathname === '/herald/info') {
       this.infoRequests++;
       if (this.infoDown) throw new TypeError('fetch failed');
-      return response(200, { protocol: 'herald.v1', transports: this.transports, heartbeat: this.heartbeat });
+      return response(200, { protocol: this.versions[0], protocols: this.versions, transports: this.transports, heartbeat: this.heartbeat });
     }
     const body = JSON.parse(init.body);
     if (pathname === '/herald/poll') {
@@ -178,14 +185,15 @@ export class FakeHerald {
       if (since === null || !subscribed.recovered) frames.push(subscribed);
       frames.push(...replay);
     }
-    if (frames.length || !body.timeout) return response(200, { frames });
+    const named = body.protocols ? { protocol: this.negotiate(body.protocols) } : {};
+    if (frames.length || !body.timeout) return response(200, { ...named, frames });
     return new Promise((resolve, reject) => {
       const held = {
         channels: body.channels,
         answer: (fs) => {
           this.#held.splice(this.#held.indexOf(held), 1);
           this.clock.clearTimeout(timer);
-          resolve(response(200, { frames: fs }));
+          resolve(response(200, { ...named, frames: fs }));
         },
       };
       const timer = this.clock.setTimeout(() => held.answer([]), body.timeout);
@@ -245,7 +253,7 @@ class FakeWebSocket {
   constructor(herald, url, protocol) {
     this.herald = herald;
     this.url = url;
-    this.protocol = protocol;
+    this.protocol = herald.negotiate(protocol) ?? '';  // what the server chose, as a browser's says
     herald.sockets.push(this);
     const mode = herald.wsMode;
     queueMicrotask(() => {
@@ -263,7 +271,7 @@ class FakeWebSocket {
   }
   accept() {
     this.open();
-    this.deliver(this.herald.welcome());
+    this.deliver(this.herald.welcome(this.protocol));
   }
   refuse(code = 1006) {
     this.onerror?.({});

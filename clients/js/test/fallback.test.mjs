@@ -43,11 +43,11 @@ test('a WebSocket is up only after welcome; on WebSocket the transport is report
   herald.socket.onmessage({ data: '<html>proxy says hello</html>' });
   herald.socket.deliver({ type: 'ping' });
   assert.equal(client.state, 'connecting', 'nor with anything else first');
-  herald.socket.deliver(herald.welcome());
+  herald.socket.deliver(herald.welcome(herald.socket.protocol));
   assert.equal(client.state, 'open');
   assert.deepEqual(events.transport, [{ transport: 'websocket', previous: null, reason: undefined }]);
   assert.equal(herald.socket.url, 'ws://cms.test/herald/ws');
-  assert.equal(herald.socket.protocol, 'herald.v1');
+  assert.equal(herald.socket.protocol, 'herald.v2', 'the newest version both speak');
 });
 
 test('WebSocket closes before welcome: long-poll at once, no backoff, and the reason is exposed', async () => {

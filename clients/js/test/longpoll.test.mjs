@@ -13,7 +13,7 @@ test('each poll is a text/plain POST with every channel and its cursor; frames a
   herald.publish(CH, 0);
   const items = record(client, CH);
   await clock.advance(0);
-  assert.deepEqual(herald.polls[0], { channels: { [CH]: null }, timeout: 0, method: 'POST', contentType: 'text/plain' });
+  assert.deepEqual(herald.polls[0], { channels: { [CH]: null }, timeout: 0, protocols: ['herald.v2', 'herald.v1'], method: 'POST', contentType: 'text/plain' });
   assert.deepEqual(herald.polls[1].channels, { [CH]: { epoch: 'e1', offset: 1 } }, 'subscribed set the cursor at the head');
   assert.equal(herald.polls[1].timeout, 20000, 'only the first poll asks for an answer at once');
   assert.equal(herald.heldPolls, 1);

@@ -135,6 +135,7 @@ public:
         if (started_) return;
         // The heartbeat is checked on the once-a-second tick: a shorter one could not be kept.
         opts_.heartbeat = std::max<std::chrono::milliseconds>(opts_.heartbeat, net::tick_interval);
+        opts_.max_protocol_version = std::clamp(opts_.max_protocol_version, 1, protocol::latest_version);
         ctx_.server_id = opts_.server_id;
         ctx_.transports.clear();
         make_transports(std::index_sequence_for<Transports...>{});
@@ -459,7 +460,10 @@ private:
     }
 
     nlohmann::json info() const {
-        return {{"protocol", std::string(protocol::name)},
+        nlohmann::json protocols = nlohmann::json::array();
+        for (int v = opts_.max_protocol_version; v >= 1; --v) protocols.push_back(std::string(protocol::name_of(v)));
+        return {{"protocol", std::string(protocol::name_of(opts_.max_protocol_version))},
+                {"protocols", std::move(protocols)},
                 {"version", HERALD_VERSION_STRING},
                 {"transports", ctx_.transports},
                 {"heartbeat", opts_.heartbeat.count()},

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -55,20 +57,30 @@ struct http_response {
     /// connection writes each frame's shared text in place, so an answer costs no copy of
     /// what it carries however many clients it goes to.
     std::optional<std::vector<frame_ptr>> frame_body;
+    /// How a frame body opens: `{"frames":[`, or with the protocol version the poll
+    /// negotiated, `{"protocol":"herald.v2","frames":[` (envelope_for()). Static text.
+    std::string_view envelope = envelope_open;
 
     /// Bytes of the body, either kind.
     std::size_t body_size() const noexcept {
         if (!frame_body) return body.size();
-        std::size_t n = envelope_open.size() + envelope_close.size();
+        std::size_t n = envelope.size() + envelope_close.size();
         for (const frame_ptr& f : *frame_body) n += f->text.size();
         if (!frame_body->empty()) n += frame_body->size() - 1;  // the commas
         return n;
     }
     /// The body as one string (a copy of a frame body: for tests and logs, not the write path).
     std::string body_text() const {
-        return frame_body ? protocol::encode_poll_answer(*frame_body) : body;
+        return frame_body ? protocol::encode_poll_answer(*frame_body, envelope) : body;
     }
     static constexpr std::string_view envelope_open = "{\"frames\":[", envelope_close = "]}";
+    /// The opening of an answer that names protocol version `v` (a poll that offered versions).
+    static constexpr std::string_view envelope_for(int v) noexcept {
+        constexpr std::string_view named[] = {"{\"protocol\":\"herald.v1\",\"frames\":[",
+                                              "{\"protocol\":\"herald.v2\",\"frames\":["};
+        static_assert(std::size(named) == protocol::latest_version);
+        return named[std::clamp(v, 1, protocol::latest_version) - 1];
+    }
 
     static http_response json(int status, std::string body) {
         http_response r;
@@ -78,10 +90,11 @@ struct http_response {
     }
     /// A herald.v1 answer, `{"frames":[…]}` (protocol::encode_poll_answer): what every
     /// long-poll, `/herald/publish` and `/herald/ws` request is answered with over HTTP.
-    static http_response frames(int status, std::vector<frame_ptr> fs) {
+    static http_response frames(int status, std::vector<frame_ptr> fs, std::string_view envelope = envelope_open) {
         http_response r;
         r.status = status;
         r.frame_body = std::move(fs);
+        r.envelope = envelope;
         return r;
     }
     /// How the protocol endpoints refuse a request: `{"frames":[error]}`, one `error` frame

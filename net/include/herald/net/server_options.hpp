@@ -2,6 +2,7 @@
 #pragma once
 
 #include <herald/options.hpp>
+#include <herald/protocol.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -81,6 +82,12 @@ struct server_options {
     /// (4000). Clients learn the value from `welcome` and `/herald/info`. Milliseconds; at
     /// least 1000 (start() raises a shorter one, and announces what it kept).
     std::chrono::milliseconds heartbeat{25000};
+
+    /// The newest protocol version this server speaks (protocol::latest_version, or lower):
+    /// each client gets the newest version both it and the server know (docs/protocol.md,
+    /// "Versions"). Lower it to pin a cluster to herald.v1 while some of its servers are
+    /// older (a rolling upgrade that might be rolled back); clients then speak v1 everywhere.
+    int max_protocol_version = protocol::latest_version;
 
     /// On drain, each client is told to reconnect after a random delay in [0, drain_spread],
     /// so that a restart does not bring every client back in the same instant.

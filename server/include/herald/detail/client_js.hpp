@@ -29,7 +29,9 @@ inline constexpr std::string_view client_js =
 
 export const VERSION = '0.1.0';
 
-const PROTOCOL = 'herald.v1';
+// The protocol versions this client speaks, newest first: offered on every connection (the
+// WebSocket's subprotocols, a poll's `protocols`); the server answers with the newest both know.
+const PROTOCOLS = ['herald.v2', 'herald.v1'];
 const TRANSPORTS = ['websocket', 'longpoll'];
 const EVENTS = ['state', 'transport', 'resync', 'error', 'presence', 'join', 'leave'];
 const CHANNEL = /^[A-Za-z0-9_:-]+(?:\.[A-Za-z0-9_:-]+)*$/;
@@ -112,6 +114,8 @@ class Client {
   get state() { return this.#state; }
   /** 'websocket' | 'longpoll' | null: the transport in use or being opened. */
   get transport() { return this.#current; }
+  /** 'herald.v2' | 'herald.v1' | null: the protocol version the server answered with. */
+  get protocol() { return this.#active?.up ? this.#active.protocol : null; }
 
   subscribe(channel, handler, { since } = {}) {
     checkChannel(channel);
@@ -176,7 +180,8 @@ class Client {
     const p = this.#present.get(channel);
     const t = this.#active;
     if (!p || !t?.up) return; // asked again at the next `subscribed`
-    if (!t.presence) {
+    if (!t)herald_js"
+    R"herald_js(.presence || t.protocol !== 'herald.v2') {
       for (const w of p.waiting.splice(0)) w.reject(new HeraldError('unsupported', 'presence needs a WebSocket to a herald.v2 server', channel));
       return;
     }
@@ -185,8 +190,7 @@ class Client {
       const held = p.held ?? [];
       p.held = null;
       if (f.type !== 'presence') {
-        const err = new HeraldEr)herald_js"
-    R"herald_js(ror(f.code, f.message, f.channel ?? channel);
+        const err = new HeraldError(f.code, f.message, f.channel ?? channel);
         for (const w of p.waiting.splice(0)) w.reject(err);
         if (f.code === 'forbidden' || f.code === 'unknown_frame_type') this.#present.delete(channel);
         return;
@@ -368,7 +372,8 @@ class Client {
       return;
     }
     if (delay === undefined) {
-      const cap = Math.min(o.maxDelay, o.minDelay * 2 ** Math.max(0, this.#failures - 1));
+      const cap = Math.min(o.maxDelay, o.minDelay * 2 ** Math.)herald_js"
+    R"herald_js(max(0, this.#failures - 1));
       delay = Math.floor(o.random() * cap);
     }
     this.#setState(this.#failures >= o.warnAfterAttempts ? 'warning' : 'reconnecting', { reason, delay });
@@ -378,8 +383,7 @@ class Client {
   // Stops every transport and timer; `err` rejects the publishes still waiting.
   #halt(err) {
     this.#gen++;
-  )herald_js"
-    R"herald_js(  this.#o.clearTimeout(this.#retryTimer);
+    this.#o.clearTimeout(this.#retryTimer);
     this.#o.clearTimeout(this.#probeTimer);
     this.#retryTimer = this.#probeTimer = null;
     for (const t of [this.#active, this.#probe]) t?.stop(err);
@@ -544,6 +548,7 @@ class Client {
 class WebSocketTransport {
   name = 'websocket';
   up = false;
+  protocol = null;    // the version the welcome named
   #c;
   #token;             // the credentials this connection was opened with, or last sent
   #ws = null;
@@ -556,15 +561,15 @@ class WebSocketTransport {
   constructor(c) {
     this.#c = c;
     const { o } = c;
-    // One timer covers an upgrade that hangs and a socket that opens and then carries
+    // One timer covers an upgrade that hangs and a s)herald_js"
+    R"herald_js(ocket that opens and then carries
     // nothing (proxies that answer 200 and hold): no welcome in time, no WebSocket.
     this.#arm(o.connectTimeout, `websocket got no welcome within ${o.connectTimeout} ms (a proxy holding the connection?)`,
       'a proxy on the way holds WebSocket connections without passing them on');
     try {
       this.#token = c.token();
-      this.#ws = new o.WebSocket(c.url(o.urls.ws, this.#token), PROTOCOL);
-    } catch (e) { )herald_js"
-    R"herald_js(// e.g. a ws: URL from an https: page
+      this.#ws = new o.WebSocket(c.url(o.urls.ws, this.#token), PROTOCOLS);
+    } catch (e) { // e.g. a ws: URL from an https: page
       o.setTimeout(() => this.#end({
         failure: true, reason: `websocket could not be opened (${e.message})`, plain: 'this browser cannot open a WebSocket to the server',
       }), 0);
@@ -649,6 +654,7 @@ class WebSocketTransport {
     if (!this.up) {
       if (f.type !== 'welcome') return;
       this.up = true;
+      this.protocol = typeof f.protocol === 'string' ? f.protocol : 'herald.v1';
       this.#heartbeat = Number(f.heartbeat) || 0;
       this.#c.o.clearTimeout(this.#timer);
       this.#alive();
@@ -697,6 +703,7 @@ class WebSocketTransport {
 class LongPollTransport {
   name = 'longpoll';
   up = false;
+  protocol = null;    // the version the last answer named (none named: herald.v1)
   #c;
   #ctl = null;
   #gen = 0;
@@ -765,10 +772,11 @@ class LongPollTransport {
     const timer = o.setTimeout(() => { timedOut = true; ctl.abort(); }, limit);
     let res, body;
     try {
-      res = await o.fetch(this.#c.url(o.urls.poll, token), post({ channels: this.#c.cursors(), timeout }, o, ctl.signal));
+      res = await o.fetch(this.#c.url(o.urls.poll, token), post({ channels: this.#c.cursors(), timeout, protocols: PROTOCOLS }, o, ctl.signal));
       body = await readJson(res);
     } catch (e) {
-      if (gen !== this.#gen || this.#done) return; // replaced or stopped: the cursors still say what is owed
+      if (gen !== this.#gen || this.#done) return; // replaced or stopped: the cursors still say wha)herald_js"
+    R"herald_js(t is owed
       return this.#end({ failure: true, reason: timedOut ? `poll got no answer within ${limit} ms` : `poll failed (${e.message})` });
     } finally {
       o.clearTimeout(timer);
@@ -776,6 +784,8 @@ class LongPollTransport {
     if (gen !== this.#gen || this.#done) return;
 
     if (res.status === 200 && Array.isArray(body?.frames)) {
+      // Each poll may reach another server (no sticky sessions): each answer names its version.
+      this.protocol = typeof body.protocol === 'string' ? body.protocol : 'herald.v1';
       if (!this.up) {
         this.up = true;
         this.#c.up(this);
@@ -784,8 +794,7 @@ class LongPollTransport {
         if (this.#done) return;
         if (f?.type === 'reconnect') return this.#drain(f);
         if (f && typeof f.type === 'string') this.#c.frame(f);
-        if (f?.code === 'credentials_expired') return this.#end({ f)herald_js"
-    R"herald_js(ailure: false, expired: true, token, reason: 'the credentials expired' });
+        if (f?.code === 'credentials_expired') return this.#end({ failure: false, expired: true, token, reason: 'the credentials expired' });
       }
       if (!this.#done) this.#poll();
       return;

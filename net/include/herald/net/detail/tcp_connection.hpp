@@ -134,12 +134,11 @@ public:
             head += res.body;  // small: one buffer beats two
         } else if (mode_ != mode::closed) {
             // {"frames":[f1,f2,…]}: each frame's text from its shared buffer, behind its comma.
+            head += res.envelope;
             queue_.push(std::move(head));
             const std::vector<frame_ptr>& fs = *res.frame_body;
-            for (std::size_t i = 0; i < fs.size(); ++i)
-                queue_.push_shared(i ? std::string_view(",") : http_response::envelope_open, fs[i]);
-            head = fs.empty() ? std::string(http_response::envelope_open) : std::string();
-            head += http_response::envelope_close;
+            for (std::size_t i = 0; i < fs.size(); ++i) queue_.push_shared(i ? std::string_view(",") : std::string_view(), fs[i]);
+            head = std::string(http_response::envelope_close);
         }
         retire_handler();
         write(std::move(head));

@@ -116,9 +116,9 @@ public:
     using clock = net::clock;
 
     held_poll(longpoll& t, net::connection_ptr c, http_request r, herald::peer p,
-              std::map<std::string, std::string> resumed, clock::time_point deadline)
+              std::map<std::string, std::string> resumed, clock::time_point deadline, std::string_view envelope)
         : t_(t), conn_(c), request_(std::move(r)), peer_(std::move(p)), resumed_(std::move(resumed)),
-          deadline_(deadline) {
+          deadline_(deadline), envelope_(envelope) {
         t_.ctx_.metrics.polls_held.fetch_add(1, std::memory_order_relaxed);
     }
     ~held_poll() override { t_.ctx_.metrics.polls_held.fetch_sub(1, std::memory_order_relaxed); }
@@ -154,13 +154,13 @@ public:
         // credentials that expired, with their error frame) is answered with what was kept;
         // the next poll resumes, or is refused.
         if (kept_.empty() && !s->closed()) return false;
-        respond(http_response::frames(200, kept_));
+        respond(http_response::frames(200, kept_, envelope_));
         return true;
     }
 
     /// Answers with what is there, even nothing.
     void answer_now() {
-        if (!answer_if_ready()) respond(http_response::frames(200, kept_));
+        if (!answer_if_ready()) respond(http_response::frames(200, kept_, envelope_));
     }
 
     /// `timeout: 0`: answers with what is there once the subscribes' answers are in (a remote
@@ -184,7 +184,9 @@ public:
         if (now >= deadline_) answer_now();
     }
     void on_drain(std::chrono::milliseconds after) override {
-        respond(net::transport_context::draining_answer(kept_, after));
+        http_response res = net::transport_context::draining_answer(kept_, after);
+        res.envelope = envelope_;
+        respond(std::move(res));
     }
     void on_close() override { peer_.release(); }
 
@@ -212,6 +214,7 @@ private:
 
     std::map<std::string, std::string> resumed_;  // channel -> the epoch its poll resumed in
     clock::time_point deadline_;
+    std::string_view envelope_;  // how answers open: with the negotiated version when offered
     std::vector<frame_ptr> kept_;
     bool ticked_ = false;  // a tick came since the poll arrived (see answer_if_ready)
     bool when_joined_ = false;  // timeout 0: answer once the subscribes are answered
@@ -224,6 +227,13 @@ inline void longpoll::poll(const net::connection_ptr& c, const http_request& r, 
     if (ec) return c->respond(r, bad_request(req.problem));
     if (req.channels.size() > opts_.max_channels_per_poll)
         return c->respond(r, bad_request("too many channels in one poll"));
+    // The newest protocol version the poll offered and this server speaks (none offered:
+    // herald.v1, and the answer does not name it, as before the negotiation).
+    const int version = protocol::negotiate(req.protocols, ctx_.opts.max_protocol_version);
+    if (!version)
+        return c->respond(r, bad_request("no protocol version in common: this server speaks " +
+                                         protocol::spoken(ctx_.opts.max_protocol_version)));
+    const std::string_view envelope = req.protocols.empty() ? http_response::envelope_open : http_response::envelope_for(version);
     const auto hold = req.timeout.value_or(opts_.max_hold);  // parse_poll clamped it to max_hold
     if (held() >= opts_.max_held_polls) {
         http_response res = http_response::refusal(429, error::timed_out, "too many held polls");
@@ -233,7 +243,7 @@ inline void longpoll::poll(const net::connection_ptr& c, const http_request& r, 
 
     // Each channel is a subscribe from its cursor, applied by the peer as a WebSocket's
     // would be: answers and errors (a refused channel) go into the session, in channel order.
-    herald::peer p(ctx_.hub, std::move(who), c->waker());
+    herald::peer p(ctx_.hub, std::move(who), c->waker(), version);
     std::map<std::string, std::string> resumed;
     for (protocol::poll_channel& ch : req.channels) {
         if (ch.error) {
@@ -247,7 +257,7 @@ inline void longpoll::poll(const net::connection_ptr& c, const http_request& r, 
         subscribe.since = std::move(ch.since);
         p.apply(std::move(subscribe));
     }
-    auto h = std::make_shared<held_poll>(*this, c, r, std::move(p), std::move(resumed), net::clock::now() + hold);
+    auto h = std::make_shared<held_poll>(*this, c, r, std::move(p), std::move(resumed), net::clock::now() + hold, envelope);
     c->hold(h);  // before answering: a wake may come at once
     // `timeout: 0` asks for what is there now, held or not (clients use it for their first
     // poll, so that going live is not delayed by a held request): once the subscribes are

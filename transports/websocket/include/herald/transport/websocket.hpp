@@ -69,7 +69,8 @@ inline void queue_text_frame(herald::net::connection& c, frame_ptr f) {
 
 namespace herald::transport {
 
-/// The WebSocket transport (`/herald/ws`, subprotocol `herald.v1`). Close codes: 4000 idle,
+/// The WebSocket transport (`/herald/ws`, subprotocols `herald.v2` and `herald.v1`: the newest
+/// the client offers, protocol::negotiate; an offer of none known is refused with 400). Close codes: 4000 idle,
 /// 4001 drain (after a `reconnect` frame), 4003 credentials expired (after a
 /// `credentials_expired` error frame), 4008 slow consumer, 1003 binary frame, 1009 frame
 /// over `server_options::max_request_bytes`, 1002/1007 protocol and UTF-8 violations.
@@ -247,12 +248,16 @@ private:
         } else if ((ec = proc_.validate_handshake(req)) || !websocketpp::processor::is_websocket_handshake(req) ||
                    !valid_key(req.get_header("Sec-WebSocket-Key"))) {
             res.set_status(websocketpp::http::status_code::bad_request);
+        } else if (std::vector<std::string> offered; proc_.extract_subprotocols(req, offered),
+                   !(version_ = protocol::negotiate(offered, t_.ctx_.opts.max_protocol_version))) {
+            // Versions offered, none known here: a browser would fail an upgrade answered
+            // without one of them, so the refusal says which this server speaks.
+            res.set_status(websocketpp::http::status_code::bad_request);
+            res.replace_header("Sec-WebSocket-Protocol", protocol::spoken(t_.ctx_.opts.max_protocol_version));
         } else {
-            std::vector<std::string> offered;
-            proc_.extract_subprotocols(req, offered);
-            std::string chosen;
-            for (const std::string& p : offered)
-                if (p == protocol::name) chosen = p;
+            // The newest version both know; a client that offered none (not a browser's
+            // herald.js) speaks herald.v1 and is answered without the header.
+            const std::string chosen = offered.empty() ? std::string() : std::string(protocol::name_of(version_));
             res.set_status(websocketpp::http::status_code::switching_protocols);
             if ((ec = proc_.process_handshake(req, chosen, res)))
                 res.set_status(websocketpp::http::status_code::internal_server_error);
@@ -275,14 +280,15 @@ private:
     void on_open() {
         auto c = conn_.lock();
         if (!c) return;
-        peer_ = herald::peer(t_.ctx_.hub, std::move(who_), c->waker());
-        // A WebSocket lasts: its principal is listed in presence. Until the client names
-        // herald.v2, it cannot hear join/leave (see peer::take_part_in_presence).
-        peer_.take_part_in_presence(session::presence_role::member);
+        peer_ = herald::peer(t_.ctx_.hub, std::move(who_), c->waker(), version_);
+        // A WebSocket lasts: its principal is listed in presence; a herald.v2 client also
+        // hears join/leave and may ask the members (a v1 client knows no such frames).
+        peer_.take_part_in_presence(peer_.version() >= 2 ? session::presence_role::listener
+                                                         : session::presence_role::member);
         counted_ = true;
         t_.ctx_.metrics.websockets_open.fetch_add(1, std::memory_order_relaxed);
         t_.ctx_.metrics.websockets_opened.fetch_add(1, std::memory_order_relaxed);
-        send(protocol::make_welcome(peer_.session()->id(), t_.ctx_.opts.heartbeat, t_.ctx_.transports, t_.ctx_.server_id));
+        send(protocol::make_welcome(peer_.session()->id(), t_.ctx_.opts.heartbeat, t_.ctx_.transports, t_.ctx_.server_id, version_));
     }
 
     void dispatch(const message_ptr& m) {
@@ -409,6 +415,7 @@ private:
     detail::websocket_processor proc_;
     herald::peer peer_;  // from the handshake on
     bool counted_ = false;  // in metrics.websockets_open
+    int version_ = 1;       // the protocol version negotiated at the upgrade
     clock::time_point last_rx_, last_tx_;
     std::optional<clock::time_point> closing_since_;
     std::optional<clock::time_point> partial_since_;  // a frame began to arrive (and is not whole)
