@@ -59,6 +59,18 @@ export interface ConnectOptions {
    * `expired`. Default: none (cookies or headers identify the user).
    */
   accessToken?: () => string | null | undefined | Promise<string | null | undefined>;
+  /**
+   * Share one connection with the other tabs of this browser on the same server (and
+   * `shareKey`): one tab, elected with Web Locks, holds it; the others reach it over a
+   * BroadcastChannel. The page API is the same. Without Web Locks or BroadcastChannel, or
+   * false: this client connects on its own. Default true.
+   */
+  shareConnection?: boolean;
+  /**
+   * Tabs share a connection only with tabs of the same key: the signed-in user's id, where
+   * tabs of one browser may be signed in as different users without a shared cookie. Default ''.
+   */
+  shareKey?: string;
   /** Injectable environment, for tests and non-browser hosts. Defaults: the globals. */
   WebSocket?: { new (url: string, protocols?: string | string[]): WebSocket };
   fetch?: (input: string, init?: RequestInit) => Promise<Response>;
@@ -68,6 +80,12 @@ export interface ConnectOptions {
   random?: () => number;
   /** Returns the time in ms. Default Date.now. */
   now?: () => number;
+  /** Web Locks, for electing the tab that holds the shared connection. Default navigator.locks. */
+  locks?: { request(name: string, options: { signal?: AbortSignal }, callback: (lock: unknown) => Promise<unknown> | unknown): Promise<unknown> } | null;
+  /** The channel between tabs. Default the global BroadcastChannel. */
+  BroadcastChannel?: { new (name: string): BroadcastChannel } | null;
+  /** Where pagehide/pageshow (and, on its document, freeze/resume) are heard. Default the global window. */
+  window?: EventTarget & { document?: EventTarget };
 }
 
 /** Where a delivered message stands in its channel's stream. */
@@ -162,7 +180,8 @@ export interface Client {
   /**
    * Publishes `data` (any JSON value) to `channel`; resolves with its position. Waits for a
    * connection if there is none. Rejects with HeraldError: a server code (forbidden, ...),
-   * 'disconnected' (the connection dropped before the answer: it may have been made),
+   * 'disconnected' (the connection dropped, or the tab holding the shared connection went,
+   * before the answer: it may have been made),
    * 'offline', 'closed' or 'http_error'.
    */
   publish(channel: string, data: unknown): Promise<Cursor>;

@@ -2,26 +2,20 @@
 // server restart, WebSocket switched off, and a screenshot checked pixel by pixel.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
+import { launchChromium } from './chromium.mjs';
 import { startServer, tcpProxy, sleep, freePort } from '../protocol/harness.mjs';
 import { decodePng, countPixels } from './png.mjs';
 import { startNginx } from '../proxy/nginx.mjs';
 
-const require = createRequire(new URL('../js/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
 
 const demoBinary = process.env.HERALD_DEMO;
 const artifacts = process.env.HERALD_ARTIFACTS || '.';
 let browser;
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
-           '--no-first-run', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 after(async () => { await browser?.close(); });
 

@@ -3,11 +3,9 @@
 // WebSocket is switched off.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
+import { launchChromium } from './chromium.mjs';
 import { startServer, selfSignedCertificate, httpsRequest } from '../protocol/harness.mjs';
 
-const require = createRequire(new URL('../js/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
 
 const demoBinary = process.env.HERALD_DEMO;
 let browser;
@@ -15,11 +13,7 @@ let cert;
 
 before(async () => {
   cert = selfSignedCertificate();
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
-           '--no-first-run', '--disable-component-update', '--disable-sync', '--ignore-certificate-errors'],
-  });
+  browser = await launchChromium(['--ignore-certificate-errors']);
 });
 after(async () => { await browser?.close(); cert?.remove(); });
 

@@ -320,6 +320,11 @@ class FakeWebSocket {
 export function setup({ server, ...options } = {}) {
   const clock = new FakeClock();
   const herald = new FakeHerald(clock, server);
+  return { clock, herald, ...recorded(clock, herald, options) };
+}
+
+/** A client of `herald` on `clock`, its events recorded: what setup() returns besides them. */
+export function recorded(clock, herald, options = {}) {
   const client = connect({
     url: 'http://cms.test',
     WebSocket: herald.WebSocket,
@@ -328,11 +333,12 @@ export function setup({ server, ...options } = {}) {
     clearTimeout: clock.clearTimeout,
     now: () => clock.now,
     random: () => 0.5,
+    locks: null, // alone, whatever the Node version offers (fake-tabs.mjs shares)
     ...options,
   });
   const events = { state: [], transport: [], resync: [], error: [] };
   for (const name of Object.keys(events)) client.on(name, (detail) => events[name].push(detail));
-  return { clock, herald, client, events, states: () => events.state.map((s) => s.state) };
+  return { client, events, states: () => events.state.map((s) => s.state) };
 }
 
 /** Subscribes and records what the handler gets: data, and the offsets seen. */

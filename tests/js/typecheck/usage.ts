@@ -22,7 +22,10 @@ const herald: Client = connect({
   WebSocket,
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (id) => clearTimeout(id),
+  shareConnection: true,
+  shareKey: 'alice',
 });
+const solo: Client = connect({ shareConnection: false, locks: null, BroadcastChannel: null });
 
 interface Item { id: number; title: string }
 const items: Subscription = herald.subscribe<Item>('project.42.items', (item, meta) => {

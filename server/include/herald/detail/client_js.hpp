@@ -18,6 +18,9 @@ inline constexpr std::string_view client_js =
 //   herald.subscribe('project.42.items', (item) => render(item));
 //   herald.on('resync', ({ channel }) => refetch(channel));
 //
+// The tabs of one browser share one connection (README.md, "Tabs share one connection"): the
+// tab holding a Web Lock runs it, the others reach it over a BroadcastChannel.
+//
 // Why it is built the way it is:
 // - The client owns the cursor ({epoch, offset}) of every channel. Each (re)subscribe sends it,
 //   any server can resume from it, and anything at or below it is a duplicate. That one rule
@@ -26,6 +29,9 @@ inline constexpr std::string_view client_js =
 //   Upgrade, or answer 200 and hold, otherwise look like a working connection.
 // - A failed upgrade does not count as a failed attempt: it switches to long-poll at once and
 //   probes WebSocket in the background, switching back when a probe gets its welcome.
+// - Shared by tabs, the connection is the leader tab's; every tab keeps its own cursors and
+//   applies the server's frames itself, as if they had come from its own connection. So a tab
+//   behind or ahead of the others, or of a new leader, is the same case as a resume.
 
 export const VERSION = '0.1.0';
 
@@ -55,6 +61,8 @@ const DEFAULTS = {
   pollTimeout: 25000,
   credentials: 'same-origin',
   accessToken: null,
+  shareConnection: true,
+  shareKey: '',
 };
 
 /** A failed request: `code` is a herald.v1 error code or one of the client's own (README). */
@@ -70,6 +78,11 @@ export class HeraldError extends Error {
 /** Opens a client; it connects at once and keeps reconnecting until `close()`. */
 export function connect(options = {}) {
   return new Client(options);
+}
+
+/** Whether the tabs of this browser can share a connection: Web Locks and BroadcastChannel. */
+function canShare(o) {
+  return o.shareConnection && typeof o.locks?.request === 'function' && typeof o.BroadcastChannel === 'function';
 }
 
 class Client {
@@ -95,18 +108,36 @@ class Client {
   #token = null;      // from options.accessToken: sent with every request, renewed on `refresh`
   #fresh = false;     // #token was just given: the next attempt uses it without asking again
   #asking = null;     // the accessToken call under way, if any
+  #tab = null;        // shared: this tab's link to the leader's connection (#active too)
+  #tap = null;        // the leader's connection (see Hub): hears every frame from the server
   // presence (herald.v2): channels whose members the app asked for -> {waiting: [{resolve,
   // reject}], held: join/leave frames that came while the members were being read, or null}
   #present = new Map();
 
-  constructor(options) {
+  // `port`: given by a Hub, for the connection it runs on behalf of every tab. The client then
+  // has no handlers of its own: it fills in `port.follow` and `port.leave`, and calls
+  // `port.tap(frame, cursorBefore)` for every frame from the server.
+  constructor(options, port = null) {
     this.#o = resolveOptions(options);
     this.#downSince = this.#o.now(); // giveUpAfter counts from here until the first open
+    if (port) {
+      this.#tap = port.tap;
+      port.follow = (channel, cursor, answer) => this.#follow(channel, cursor, answer);
+      port.leave = (channel) => this.#leave(channel);
+    }
+    const shared = !port && canShare(this.#o);
     // Start after the caller had a chance to attach listeners: they see 'connecting' too.
     queueMicrotask(() => {
       if (this.#closed) return;
       this.#setState('connecting');
-      this.#attempt();
+      if (!shared) return this.#attempt();
+      this.#active = this.#tab = new TabLink(this.#o, {
+        cursors: () => this.#cursors(),
+        frame: (f) => this.#frame(f),
+        state: (d) => this.#mirror(d),
+        transport: (d) => { this.#current = d.transport; this.#emit('transport', d); },
+        leaderChanged: () => this.#unknownIfAsked(),
+      });
     });
   }
 
@@ -140,7 +171,8 @@ class Client {
     // Later subscriptions to a followed channel share its cursor; their `since` is not used.
     if (added && !this.#closed && this.#active) {
       this.#active.subscribe(channel, ch.cursor);
-      ch.asked = this.#active.up;
+      ch.ask)herald_js"
+    R"herald_js(ed = this.#active.up;
     }
     return sub;
   }
@@ -179,9 +211,8 @@ class Client {
   #askPresence(channel) {
     const p = this.#present.get(channel);
     const t = this.#active;
-    if (!p || !t?.up) return; // asked again at the next `subscribed`
-    if (!t)herald_js"
-    R"herald_js(.presence || t.protocol !== 'herald.v2') {
+    if (!p || !t?.up || !t.protocol) return; // asked again at the next `subscribed` (or open)
+    if (!t.presence || t.protocol !== 'herald.v2') {
       for (const w of p.waiting.splice(0)) w.reject(new HeraldError('unsupported', 'presence needs a WebSocket to a herald.v2 server', channel));
       return;
     }
@@ -201,10 +232,17 @@ class Client {
     }, (err) => { p.held = null; for (const w of p.waiting.splice(0)) w.reject(err); });
   }
 
+  // Channels whose presence was asked but that this tab does not follow: no `subscribed`
+  // will come for them, so they are asked when the connection opens.
+  #askUnfollowed() {
+    for (const c of this.#present.keys()) if (!this.#channels.has(c)) this.#askPresence(c);
+  }
+
   // join/leave: told to the app, or held while the members are being read (the answer may
   // have been read before the change: it is told after the answer).
   #presenceEvent(f) {
     const p = this.#present.get(f.channel);
+    if (!p && !this.#channels.has(f.channel)) return; // shared: another tab's channel
     if (p?.held) return void p.held.push(f);
     const detail = { channel: f.channel, user: f.user };
     if (f.type === 'join') detail.info = f.info ?? null;
@@ -221,6 +259,7 @@ class Client {
   /** Tries to connect now: skips a backoff wait, or starts again after 'offline'. */
   reconnect() {
     if (this.#closed || this.#state === 'open') return;
+    if (this.#tab) return this.#tab.reconnect();
     this.#failures = 0;
     this.#downSince = null;
     this.#halt(null);
@@ -311,15 +350,7 @@ class Client {
       // The current credentials, and an endpoint's URL carrying them (`access_token`).
       token: () => this.#token,
       url: (base, token) => (token ? `${base}?access_token=${encodeURIComponent(token)}` : base),
-      // What a transport asks the server for: every channel, from its cursor.
-      cursors: () => {
-        const all = {};
-        for (const [name, ch] of this.#channels) {
-          ch.asked = true;
-          all[name] = ch.cursor;
-        }
-        return all;
-      },
+      cursors: () => this.#cursors(),
       up: (t) => {
         if (t === this.#probe) this.#promote(t);
         else if (t === this.#active) this.#opened(t);
@@ -332,22 +363,37 @@ class Client {
     };
   }
 
+  // W)herald_js"
+    R"herald_js(hat a transport asks the server for: every channel, from its cursor.
+  #cursors() {
+    const all = {};
+    for (const [name, ch] of this.#channels) {
+      ch.asked = true;
+      all[name] = ch.cursor;
+    }
+    return all;
+  }
+
+  // A channel asked for but not yet answered when the connection went: what was published
+  // meanwhile is unknown. Resuming from a position no stream has gets recovered:false, so
+  // the app resyncs instead of living with a silent gap (the in-memory client does the same).
+  #unknownIfAsked() {
+    for (const ch of this.#channels.values()) if (ch.asked && !ch.cursor) ch.cursor = UNKNOWN;
+  }
+
   #opened(t) {
     this.#failures = 0;
     this.#downSince = null;
     this.#setState('open', { reason: this.#why?.reason, explanation: this.#why?.plain });
     this.#flush();
-    for (const c of this.#present.keys()) if (!this.#channels.has(c)) this.#askPresence(c);
+    this.#askUnfollowed();
     if (t.name === 'longpoll') this.#scheduleProbe();
   }
 
   #lost(t, d) {
     this.#active = null;
     if (d.expired) return this.#credentialsEnded(d.reason, d.token);
-    // A channel asked for but not yet answered when the connection went: what was published
-    // meanwhile is unknown. Resuming from a position no stream has gets recovered:false, so
-    // the app resyncs instead of living with a silent gap (the in-memory client does the same).
-    for (const ch of this.#channels.values()) if (ch.asked && !ch.cursor) ch.cursor = UNKNOWN;
+    this.#unknownIfAsked();
     if (t.name === 'websocket' && !t.up && this.#allowed.includes('longpoll')) {
       // The upgrade never completed: something on the way does not pass WebSockets. Plain
       // HTTP may still get through; that is not a failed attempt, so no backoff.
@@ -372,8 +418,7 @@ class Client {
       return;
     }
     if (delay === undefined) {
-      const cap = Math.min(o.maxDelay, o.minDelay * 2 ** Math.)herald_js"
-    R"herald_js(max(0, this.#failures - 1));
+      const cap = Math.min(o.maxDelay, o.minDelay * 2 ** Math.max(0, this.#failures - 1));
       delay = Math.floor(o.random() * cap);
     }
     this.#setState(this.#failures >= o.warnAfterAttempts ? 'warning' : 'reconnecting', { reason, delay });
@@ -475,11 +520,13 @@ class Client {
   // ---- frames (the same from every transport) --------------------------------------------
 
   #frame(f) {
+    const before = this.#tap && (this.#channels.get(f.channel)?.cursor ?? null);
     if (f.type === 'message') this.#message(f);
     else if (f.type === 'subscribed') this.#subscribed(f);
-    else if (f.type === 'refresh') this.#refresh();
+    else if (f.type === 'refresh') return this.#tab || this.#refresh(); // the leader's to renew
     else if (f.type === 'join' || f.type === 'leave') this.#presenceEvent(f);
     else if (f.type === 'error' && f.code !== 'credentials_expired') this.#refused(f);
+    this.#tap?.(f, before);
   }
 
   #message(f) {
@@ -503,7 +550,12 @@ class Client {
     const head = { epoch: f.epoch, offset: f.offset };
     if (!ch.cursor) {
       ch.cursor = head; // a new subscription starts at the head: nothing was owed before it
+      // ...unless the shared connection had lost track of it (it resumed from UNKNOWN).
+      if (f.recovered === false && f.since?.epoch === '') this.#emit('resyn)herald_js"
+    R"herald_js(c', { channel: f.channel, ...head });
     } else if (f.recovered === false) {
+      // Shared: another tab's resume failed; this tab was at the head, and missed nothing.
+      if (ch.cursor.epoch === head.epoch && ch.cursor.offset === head.offset) return;
       ch.cursor = head;
       this.#emit('resync', { channel: f.channel, ...head });
     } else if (ch.cursor.epoch !== f.epoch) {
@@ -513,7 +565,8 @@ class Client {
     }
     // recovered: the missed messages follow and move the cursor up to the head themselves.
     // Members may have come and gone while this subscription was not live: read them again.
-    if (this.#present.has(f.channel)) this.#askPresence(f.channel);
+    // (The leader's connection does not: each tab asks for itself, through it.)
+    if (this.#present.has(f.channel) && !this.#tap) this.#askPresence(f.channel);
   }
 
   // An error frame not answering a publish: a subscribe was refused (forbidden, invalid
@@ -521,8 +574,51 @@ class Client {
   // poll would ask again.
   #refused(f) {
     if (f.code === 'not_subscribed') return; // an unsubscribe crossed a drop: nothing to undo
+    if (this.#tab && f.channel && !this.#channels.has(f.channel)) return; // another tab's
     if (f.channel) this.#channels.delete(f.channel);
     this.#emit('error', new HeraldError(f.code, f.message, f.channel));
+  }
+
+  // ---- the connection shared by tabs (see TabLink and Hub) -------------------------------
+
+  // The leader's connection state, as this tab sees it: the same, less `closed` (the leader's
+  // own). Publishes wait for 'open' as they do on a connection of the tab's own.
+  #mirror(d) {
+    this.#current = d.transport;
+    this.#state = d.state;
+    this.#emit('state', { ...d });
+    if (d.state === 'open') {
+      this.#flush();
+      this.#askUnfollowed();
+    } else if (d.state === 'offline') for (const p of this.#outbox.splice(0)) p.reject(offline(p.channel));
+    else if (d.state === 'expired') {
+      for (const p of this.#outbox.splice(0)) p.reject(new HeraldError('expired', 'the credentials expired', p.channel));
+    }
+  }
+
+  // The leader's connection: a tab follows `channel` from `cursor`. A tab behind the
+  // connection's cursor (or in another epoch) moves it back, and the server replays from there
+  // to every tab (those ahead drop what they saw, by cursor); a new subscription is told the
+  // head, which `answer` sends to that tab alone.
+  #follow(name, cursor, answer) {
+    const ch = this.#channels.get(name);
+    if (!ch) {
+      this.#channels.set(name, { cursor, subs: new Map(), asked: false });
+    } else if (!cursor) {
+      if (ch.cursor?.epoch) answer({ type: 'subscribed', channel: name, ...ch.cursor, recovered: true });
+      return;
+    } else {
+      const at = ch.cursor;
+      if (at && at.epoch === cursor.epoch && at.offset <= cursor.offset) return; // nothing owed
+      ch.cursor = !at || at.epoch === cursor.epoch ? cursor : UNKNOWN; // two epochs: which is current is unknown
+    }
+    if (this.#closed || !this.#active) return;
+    this.#active.subscribe(name, this.#channels.get(name).cursor);
+    this.#channels.get(name).asked = this.#active.up;
+  }
+
+  #leave(name) {
+    if (this.#channels.delete(name)) this.#active?.unsubscribe(name);
   }
 
   // ---- events ----------------------------------------------------------------------------
@@ -538,6 +634,300 @@ class Client {
   #emit(name, detail) {
     for (const fn of [...this.#listeners.get(name)]) call(fn, detail);
   }
+}
+
+// ---- one connection for every tab ---------------------------------------------------------
+// Browsers allow 6 HTTP/1.1 connections per origin, and a held poll takes one: eight tabs on
+// long-poll would stall each other and the CMS's own requests. So the tabs of a browser share
+// one connection. The tab holding a Web Lock (the leader) runs it, in a Hub; every tab,
+// the leader's own included, reaches it through a TabLink over a BroadcastChannel, with:
+//   requests  {t:'req', from, to?, id?, op, args}   a tab -> the leader (OPS below); `id`: answered
+//   answers   {t:'res', from, to, id, ok, value | error}
+//   events    {t:'ev', from, to?, name, detail, protocol}  the leader -> every tab, or one (TAB_EVENTS)
+//   a leader  {t:'leader', from, to?}               broadcast when it takes over; `to`: a hello's answer
+//   no leader {t:'resign', from}                     it hands over: wait for the next one
+// The server's frames are relayed as they came; each tab applies them to its own cursors, as
+// if from a connection of its own, so a tab ahead drops what it saw and a tab behind asks the
+// leader to move the connection back (Client.#follow). When the leader goes (closed, frozen,
+// hidden), the next tab in the lock's queue leads: every tab says where it is (`hello`), and
+// the new connection resumes each channel from the earliest cursor.
+
+// What a tab may ask the leader (TabLink.request); `hub.engine` is the leader's Client. A new
+// request is a line here, e.g. `presence: (hub, tab, { channel }) => hub.engine.presence(channel)`;
+// a new server frame (join, leave) needs nothing: every frame reaches every tab's #frame.
+const OPS = {
+  hello: (hub, tab, { channels }) => hub.hello(tab, channels),
+  subscribe: (hub, tab, { channel, cursor }) => hub.follow(tab, channel, cursor),
+  unsubscribe: (hub, tab, { channel }) => hub.drop(tab, channel),
+  bye: (hub, tab) => hub.bye(tab),
+  publish: (hub, tab, { channel, data }) => hub.engine.publish(channel, data).then(
+    (at) => ({ type: 'published', ...at }),
+    (e) => ({ type: 'error', code: e.code, message: e.message, channel: e.channel ?? channel })),
+  reconnect: (hub) => hub.engine.reconnect(),
+  presence: (hub, tab, { channel }) => hub.engine.presence(channel).then(
+    (members) => ({ type: 'presence', channel, members }),
+    (e) => ({ type: 'error', code: e.code, message: e.message, channel: e.channel ?? channel })),
+};
+
+// What the leader tells the tabs, and what each does with it (`c`: the tab's Client).
+const TAB_EVENTS = {
+  frame: (c, f) => c.frame(f),
+  state: (c, d) => c.state(d),
+  transport: (c, d) => c.transport(d),
+};
+
+/** This tab's side: elects the leader, follows it, and is the Client's transport meanwhile. */
+class TabLink {
+  name = 'shared';
+  up = false;         // a leader answers this tab
+  protocol = null;    // the version the leader's connection speaks, as its last event said
+  #o;
+  #c;
+  #id = tabId();
+  #name;
+  #bc;
+  #leader = null;     // the leading tab's id
+  #hub = null;        // this tab leads
+  #release = null;    // gives the lock back
+  #queue = null;      // aborts the wait for the lock
+  #pending = new Map(); // request id -> {resolve, reject}
+  #nextId = 1;
+  #away = false;      // the page is hidden or frozen
+  #stopped = false;
+  #unlisten = [];
+
+  constructor(o, c) {
+    this.#o = o;
+    this.#c = c;
+    // Scoped by server and key (Web Locks and BroadcastChannel are already per origin), and
+    // by the envelope's version: tabs loaded before and after a deploy do not mix.
+    this.#name = `herald.tabs.1 ${o.urls.info.slice(0, -'info'.length)} ${o.shareKey}`;
+    this.#bc = new o.BroadcastChannel(this.#name);
+    this.#bc.onmessage = (ev) => this.#receive(ev.data);
+    this.#listenToPage();
+    this.#join();
+  }
+
+  subscribe(channel, cursor) { this.#tell('subscribe', { channel, cursor }); }
+  unsubscribe(channel) { this.#tell('unsubscribe', { channel }); }
+  reconnect() { this.#tell('reconnect'); }
+  refresh() {} // the leader renews its own credentials
+
+  // -> Promise<published or error frame>
+  publish(channel, data))herald_js"
+    R"herald_js( { return this.request('publish', { channel, data }); }
+  // -> Promise<presence or error frame>, from the leader's connection
+  presence(channel) { return this.request('presence', { channel }); }
+
+  /** Asks the leader (OPS): a Promise of its answer; rejects (disconnected) if it goes first. */
+  request(op, args) {
+    return new Promise((resolve, reject) => {
+      const id = this.#nextId++;
+      this.#pending.set(id, { resolve, reject });
+      this.#tell(op, args, id);
+    });
+  }
+
+  stop(err) {
+    if (this.#stopped) return;
+    this.#leave(err);
+    this.#stopped = true;
+    for (const off of this.#unlisten) off();
+    this.#bc.close();
+  }
+
+  // Queues for the lock, and asks whichever tab leads now to count this one in.
+  #join() {
+    const queue = (this.#queue = new AbortController());
+    this.#o.locks.request(this.#name, { signal: queue.signal }, () => {
+      if (queue.signal.aborted) return undefined;
+      return new Promise((release) => {
+        this.#release = release;
+        this.#lead();
+      });
+    }).catch(() => {}); // aborted: this tab left
+    this.#send({ t: 'req', op: 'hello', args: { channels: this.#c.cursors() } });
+  }
+
+  #lead() {
+    this.#send({ t: 'leader' }); // first: every tab knows the new leader before its events
+    this.#hub = new Hub(this.#o, (m) => this.#send(m));
+  }
+
+  // This tab neither leads nor follows any more (page hidden or frozen, or closed).
+  #leave(err) {
+    if (this.#leader && this.#leader !== this.#id) this.#send({ t: 'req', to: this.#leader, op: 'bye' });
+    // Said before the lock goes: the others hold their publishes for the next leader instead
+    // of sending them to this one.
+    if (this.#hub) this.#send({ t: 'resign' });
+    this.#hub?.stop();
+    this.#hub = null;
+    this.#release?.();
+    this.#release = null;
+    this.#queue?.abort();
+    this.#following(null, err);
+  }
+
+  #following(id, err) {
+    const had = this.#leader;
+    this.#leader = id;
+    this.up = id !== null;
+    if (had === null || had === id) return;
+    // The previous leader will not answer: the publish may or may not have been made.
+    err ??= new HeraldError('disconnected', 'the tab holding the connection went away before the publish was acknowledged');
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+    this.#c.leaderChanged();
+  }
+
+  #tell(op, args, id) {
+    if (this.#leader) this.#send({ t: 'req', to: this.#leader, op, args, id });
+    else if (id !== undefined) this.#pending.get(id).reject(new HeraldError('disconnected', 'no tab holds the connection'));
+  }
+
+  // To every tab, this one included (a BroadcastChannel does not deliver to its sender).
+  #send(m) {
+    m.from = this.#id;
+    this.#bc.postMessage(m);
+    queueMicrotask(() => this.#receive(m));
+  }
+
+  #receive(m) {
+    if (this.#stopped || this.#away || !m || (m.to && m.to !== this.#id)) return;
+    if (m.t === 'req') {
+      this.#hub?.request(m);
+    } else if (m.t === 'resign') {
+      if (m.from === this.#leader && m.from !== this.#id) this.#following(null);
+    } else if (m.t === 'leader') {
+      if (m.from === this.#leader) return;
+      this.#following(m.from);
+      // Announced to all: tell the new leader where this tab is. A hello's answer: it knows.
+      if (!m.to) this.#send({ t: 'req', to: m.from, op: 'hello', args: { channels: this.#c.cursors() } });
+    } else if (m.t === 'res') {
+      const p = m.from === this.#leader && this.#pending.get(m.id);
+      if (!p) return;
+      this.#pending.delete(m.id);
+      if (m.ok) p.resolve(m.value);
+      else p.reject(new HeraldError(m.error?.code ?? 'internal_error', m.error?.message, m.error?.channel));
+    } else if (m.t === 'ev') {
+      // Frames from any tab: cursors drop what was seen. The state only from the leader.
+      if (m.from === this.#leader) this.protocol = m.protocol ?? null;
+      if (m.name === 'frame' || m.from === this.#leader) TAB_EVENTS[m.name]?.(this.#c, m.detail);
+    }
+  }
+
+  // A hidden (maybe for the back/forward cache) or frozen page must not hold the connection
+  // for the others: it hands over, and joins again when it is shown or resumed.
+  #listenToPage() {
+    const win = this.#o.window ?? globalThis;
+    const away = () => {
+      if (this.#away || this.#stopped) return;
+      this.#leave();
+      this.#away = true;
+    };
+    const back = () => {
+      if (!this.#away || this.#stopped) return;
+      this.#away = false;
+      this.#join();
+    };
+    for (const [target, name, fn] of [[win, 'pagehide', away], [win, 'pageshow', back],
+      [win.document, 'freeze', away], [win.document, 'resume', back]]) {
+      if (typeof target?.addEventListener !== 'function') continue;
+      target.addEventListener(name, fn);
+      this.#unlisten.push(() => target.removeEventListener(name, fn));
+    }
+  }
+}
+
+/** The leader's side: the one connection (a Client of its own), and which tab follows what. */
+class Hub {
+  engine;
+  #send;
+  #port = {};
+  #tabs = new Map();  // tab id -> Set of channels it follows
+  #last = {};         // the last state and transport events, for tabs that join
+  #stopped = false;
+
+  constructor(o, send) {
+    this.#send = send;
+    this.#port.tap = (f, before) => this.#frame(f, before);
+    this.engine = new Client({ ...o, shareConnection: false }, this.#port);
+    for (const name of ['transport', 'state']) {
+      this.engine.on(name, (d) => {
+        this.#last[name] = d;
+        this.#event(name, d);
+      });
+    }
+  }
+
+  request(m) {
+    const op = Object.hasOwn(OPS, m.op) && OPS[m.op];
+    if (!op || this.#stopped) return;
+    let value;
+    try {
+      value = op(this, m.from, m.args ?? {});
+    } catch (e) {
+      value = Promise.reject(e);
+    }
+    if (m.id === undefined) return;
+    Promise.resolve(value).then((v) => ({ ok: true, value: v }), (e) => ({ ok: false, error: { code: e.code, message: e.message, channel: e.channel } }))
+      .then((r) => { if (!this.#stopped) this.#send({ t: 'res', to: m.from, id: m.id, ...r }); });
+  }
+
+  // A tab (new, or after a change of leader) says what it follows and from where.
+  hello(tab, channels) {
+    const had = this.#tabs.get(tab) ?? new Set();
+    this.#tabs.set(tab, new Set());
+    for (const [channel, cursor] of Object.entries(channels ?? {})) this.follow(tab, channel, cursor);
+    for (const channel of had) this.#unused(channel);
+    this.#send({ t: 'leader', to: tab });
+    for (const name of ['transport', 'state']) if (this.#last[name]) this.#event(name, this.#last[name], tab);
+  }
+
+  follow(tab, channel, cursor) {
+    checkChannel(channel);
+    if (!this.#tabs.has(tab)) this.#tabs.set(tab, new Set());
+    this.#tabs.get(tab).add(channel);
+    this.#port.follow(channel, cursor ? checkCursor(cursor) : null, (f) => this.#event('frame', f, tab));
+  }
+
+  drop(tab, channel) {
+    this.#tabs.get(tab)?.delete(channel);
+    this.#unused(channel);
+  }
+
+  bye(tab) {
+    const had = this.#tabs.get(tab) ?? [];
+    this.#tabs.delete(tab);
+    for (const channel of had) this.#unused(channel);
+  }
+
+  stop() {
+    this.#stopped = true; // what it still had to answer, the tabs take as 'disconnected'
+    this.engine.close();
+  }
+
+  // The server subscription goes with the last tab that follows the channel.
+  #unused(channel) {
+    for (const set of this.#tabs.values()) if (set.has(channel)) return;
+    this.#port.leave(channel);
+  }
+
+  // Every frame from the server. A `subscribed` carries the cursor the connection resumed
+  // from, so that a tab can tell whether the answer is about its position.
+  #frame(f, before) {
+    if (f.type === 'error' && f.channel) for (const set of this.#tabs.values()) set.delete(f.channel);
+    this.#event('frame', f.type === 'subscribed' ? { ...f, since: before } : f);
+  }
+
+  #event(name, detail, to) {
+    if (!this.#stopped) this.#send({ t: 'ev', name, detail, to, protocol: this.engine.protocol });
+  }
+}
+
+function tabId() {
+  return globalThis.crypto?.randomUUID?.() ?? `${Date.now().toString(36)}-${Math.random().toString(36).s)herald_js"
+    R"herald_js(lice(2)}`;
 }
 
 // ---- transports ----------------------------------------------------------------------------
@@ -561,8 +951,7 @@ class WebSocketTransport {
   constructor(c) {
     this.#c = c;
     const { o } = c;
-    // One timer covers an upgrade that hangs and a s)herald_js"
-    R"herald_js(ocket that opens and then carries
+    // One timer covers an upgrade that hangs and a socket that opens and then carries
     // nothing (proxies that answer 200 and hold): no welcome in time, no WebSocket.
     this.#arm(o.connectTimeout, `websocket got no welcome within ${o.connectTimeout} ms (a proxy holding the connection?)`,
       'a proxy on the way holds WebSocket connections without passing them on');
@@ -757,7 +1146,8 @@ class LongPollTransport {
     this.#c.down(this, down);
   }
 
-  async #poll() {
+  async #poll)herald_js"
+    R"herald_js(() {
     this.#dirty = false;
     this.#ctl?.abort();
     const gen = ++this.#gen;
@@ -775,8 +1165,7 @@ class LongPollTransport {
       res = await o.fetch(this.#c.url(o.urls.poll, token), post({ channels: this.#c.cursors(), timeout, protocols: PROTOCOLS }, o, ctl.signal));
       body = await readJson(res);
     } catch (e) {
-      if (gen !== this.#gen || this.#done) return; // replaced or stopped: the cursors still say wha)herald_js"
-    R"herald_js(t is owed
+      if (gen !== this.#gen || this.#done) return; // replaced or stopped: the cursors still say what is owed
       return this.#end({ failure: true, reason: timedOut ? `poll got no answer within ${limit} ms` : `poll failed (${e.message})` });
     } finally {
       o.clearTimeout(timer);
@@ -849,6 +1238,10 @@ function resolveOptions(options) {
     throw new TypeError('herald: no WebSocket in this environment; pass options.WebSocket or transports: [\'longpoll\']');
   }
   o.urls = endpoints(o.url);
+  // Sharing a connection between tabs needs both; without either, each tab connects alone.
+  o.locks ??= globalThis.navigator?.locks;
+  o.BroadcastChannel ??= globalThis.BroadcastChannel;
+  if (typeof o.shareKey !== 'string') throw new TypeError('herald: shareKey must be a string');
   return o;
 }
 
