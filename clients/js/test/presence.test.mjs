@@ -72,3 +72,25 @@ test("long-poll, or a herald.v1 server: presence() rejects with 'unsupported' an
     client.close();
   }
 });
+
+test('shared tabs: a follower asks presence through the leader; join and leave reach every tab that follows the channel', async () => {
+  const { browser } = await import('./fake-tabs.mjs');
+  const { clock, herald, tab } = browser();
+  const [leader, follower, other] = [tab(), tab(), tab()];
+  const heard = [listen(leader.client), listen(follower.client), listen(other.client)];
+  leader.client.subscribe(CH, () => {});
+  follower.client.subscribe(CH, () => {});
+  other.client.subscribe('project.9', () => {});
+  const members = follower.client.presence(CH);
+  await clock.advance(0);
+  assert.equal(herald.sockets.length, 1, 'one connection for the tabs');
+  assert.equal(herald.presenceAsked.length, 1, 'asked over the one connection');
+  const { socket, frame } = herald.presenceAsked[0];
+  socket.deliver({ type: 'presence', channel: CH, members: [member('alice')], id: frame.id });
+  assert.deepEqual(await members, [member('alice')]);
+  socket.deliver({ type: 'join', channel: CH, user: 'bob', info: { name: 'bob' } });
+  await clock.advance(0);
+  assert.deepEqual(heard[1].map((e) => e.name), ['presence', 'join']);
+  assert.deepEqual(heard[0].map((e) => e.name), ['join'], 'the leader tab follows the channel: it hears the join');
+  assert.deepEqual(heard[2], [], 'a tab that follows another channel hears nothing of it');
+});
