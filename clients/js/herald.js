@@ -641,8 +641,8 @@ class Client {
 // the new connection resumes each channel from the earliest cursor.
 
 // What a tab may ask the leader (TabLink.request); `hub.engine` is the leader's Client. A new
-// request is a line here, e.g. `presence: (hub, tab, { channel }) => hub.engine.presence(channel)`;
-// a new server frame (join, leave) needs nothing: every frame reaches every tab's #frame.
+// request is a line here (as `presence`); a new server frame (join, leave) needs nothing:
+// every frame reaches every tab's #frame.
 const OPS = {
   hello: (hub, tab, { channels }) => hub.hello(tab, channels),
   subscribe: (hub, tab, { channel, cursor }) => hub.follow(tab, channel, cursor),

@@ -653,8 +653,8 @@ class Client {
 // the new connection resumes each channel from the earliest cursor.
 
 // What a tab may ask the leader (TabLink.request); `hub.engine` is the leader's Client. A new
-// request is a line here, e.g. `presence: (hub, tab, { channel }) => hub.engine.presence(channel)`;
-// a new server frame (join, leave) needs nothing: every frame reaches every tab's #frame.
+// request is a line here (as `presence`); a new server frame (join, leave) needs nothing:
+// every frame reaches every tab's #frame.
 const OPS = {
   hello: (hub, tab, { channels }) => hub.hello(tab, channels),
   subscribe: (hub, tab, { channel, cursor }) => hub.follow(tab, channel, cursor),
@@ -714,9 +714,9 @@ class TabLink {
   refresh() {} // the leader renews its own credentials
 
   // -> Promise<published or error frame>
-  publish(channel, data))herald_js"
-    R"herald_js( { return this.request('publish', { channel, data }); }
-  // -> Promise<presence or error frame>, from the leader's connection
+  publish(channel, data) { return this.request('publish', { channel, data }); }
+  )herald_js"
+    R"herald_js(// -> Promise<presence or error frame>, from the leader's connection
   presence(channel) { return this.request('presence', { channel }); }
 
   /** Asks the leader (OPS): a Promise of its answer; rejects (disconnected) if it goes first. */
@@ -926,11 +926,11 @@ class Hub {
 }
 
 function tabId() {
-  return globalThis.crypto?.randomUUID?.() ?? `${Date.now().toString(36)}-${Math.random().toString(36).s)herald_js"
-    R"herald_js(lice(2)}`;
+  return globalThis.crypto?.randomUUID?.() ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }
 
-// ---- transports ----------------------------------------------------------------------------
+// ---- transports -------------------------)herald_js"
+    R"herald_js(---------------------------------------------------
 // Both offer: `name`, `up`, subscribe(channel, cursor), unsubscribe(channel),
 // publish(channel, data, id) -> Promise<published or error frame>, stop(err?). They report to
 // the client through the context: up(t), down(t, {failure, delay?, reason}), frame(f).
@@ -1146,11 +1146,11 @@ class LongPollTransport {
     this.#c.down(this, down);
   }
 
-  async #poll)herald_js"
-    R"herald_js(() {
+  async #poll() {
     this.#dirty = false;
     this.#ctl?.abort();
-    const gen = ++this.#gen;
+    )herald_js"
+    R"herald_js(const gen = ++this.#gen;
     const ctl = (this.#ctl = new AbortController());
     const { o } = this.#c;
     const token = this.#c.token();  // what this poll carries: if it expired, these did
