@@ -269,6 +269,7 @@ private:
     std::atomic<std::uint64_t> next_token_{0};  // names one fetch: subscribe or repair
     std::atomic<bool> authorizer_set_{false};
     mutable std::atomic<bool> no_authorizer_logged_{false};
+    std::atomic<bool> presence_info_logged_{false}, presence_cap_logged_{false};
 };
 
 } // namespace herald

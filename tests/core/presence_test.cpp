@@ -203,7 +203,9 @@ TEST_CASE("presence: bounds on members per channel and on info, anonymous and ro
     REQUIRE_FALSE(big.subscribe("projects.2"));
     REQUIRE_FALSE(bad.subscribe("projects.2"));
     for (const auto& m : hub.presence("projects.2")) CHECK(m.info == "null");
-    CHECK(std::count_if(logged.begin(), logged.end(), [](const std::string& l) { return l.find("null instead") != std::string::npos; }) == 2);
+    // Logged once (a CMS whose hook gets it wrong gets it wrong for everyone).
+    CHECK(std::count_if(logged.begin(), logged.end(), [](const std::string& l) { return l.find("null instead") != std::string::npos; }) == 1);
+    CHECK(std::count_if(logged.begin(), logged.end(), [](const std::string& l) { return l.find("max_members") != std::string::npos; }) == 1);
 
     // Anonymous sessions and sessions that take no part (long-poll's) are not listed.
     auto anon = mem.connect();

@@ -186,10 +186,11 @@ inline void hub::presence_join(const session_ptr& s, const std::string& channel)
     if (!wanted.empty()) {
         if (wanted.size() <= opts_.presence.max_info_bytes && detail::is_json_value(wanted))
             info = wanted;
-        else
+        else if (!presence_info_logged_.exchange(true))  // the CMS's mistake, the same for many: once
             log(log_level::warning, "presence: the info of principal '" + s->who().id.substr(0, 64) +
                                         "' is not one JSON value of at most " +
-                                        std::to_string(opts_.presence.max_info_bytes) + " bytes: null instead");
+                                        std::to_string(opts_.presence.max_info_bytes) +
+                                        " bytes: null instead (logged once)");
     }
     const bool shared = backplane_->shares_presence();
     const bool listed = presence_.join(channel, s, info, role == session::presence_role::listener,
@@ -197,10 +198,10 @@ inline void hub::presence_join(const session_ptr& s, const std::string& channel)
         if (shared) backplane_->presence_join(channel, m.user, m.info);
         else presence_.tell_locked(channel, protocol::make_presence_event(channel, {true, m}));
     });
-    if (!listed)
+    if (!listed && !presence_cap_logged_.exchange(true))  // a crowd would log once per subscribe
         log(log_level::warning, "presence: channel " + channel + " lists " + std::to_string(opts_.presence.max_members) +
                                     " members already (presence_options::max_members): '" + s->who().id.substr(0, 64) +
-                                    "' is not listed");
+                                    "' is not listed, nor anyone past the bound in any channel (logged once)");
 }
 
 inline void hub::presence_leave(const session* s, const std::string& channel) {
