@@ -140,10 +140,32 @@ export interface ResyncEvent {
   offset: number;
 }
 
+/** herald.v2 presence: one user in a channel (however many tabs); `info` is what the server's authenticate hook set (e.g. a display name). */
+export interface PresenceMember<I = unknown> {
+  user: string;
+  info: I | null;
+}
+
+/** The members of `channel`, read again after each (re)subscribe of a channel whose presence was asked. */
+export interface PresenceEvent {
+  channel: string;
+  members: PresenceMember[];
+}
+
+/** A user joined `channel` (its first tab anywhere) or left it (its last). `info` comes with `join` only. */
+export interface JoinLeaveEvent {
+  channel: string;
+  user: string;
+  info?: unknown;
+}
+
 export interface Events {
   state: StateEvent;
   transport: TransportEvent;
   resync: ResyncEvent;
+  presence: PresenceEvent;
+  join: JoinLeaveEvent;
+  leave: JoinLeaveEvent;
   /** A request the server refused, e.g. a subscribe (`forbidden`): that channel is dropped. */
   error: HeraldError;
 }
@@ -163,6 +185,13 @@ export interface Client {
    * 'offline', 'closed' or 'http_error'.
    */
   publish(channel: string, data: unknown): Promise<Cursor>;
+  /**
+   * herald.v2: who is in `channel` now. From then on the client emits 'presence' after each
+   * (re)subscribe, and 'join'/'leave' as users come and go. Rejects with HeraldError:
+   * 'forbidden' (the server's authorizer), 'unsupported' (not on a WebSocket to a herald.v2
+   * server), 'disconnected', 'closed'.
+   */
+  presence(channel: string): Promise<PresenceMember[]>;
   /** Listens to an event; returns a function that stops listening. */
   on<K extends keyof Events>(name: K, listener: (detail: Events[K]) => void): () => void;
   /** Connects now: skips a backoff wait, or starts again after 'offline'. No-op when open or closed. */
@@ -174,7 +203,7 @@ export interface Client {
 export type ServerErrorCode =
   | 'malformed_frame' | 'unknown_frame_type' | 'invalid_channel' | 'forbidden' | 'not_subscribed'
   | 'too_many_subscriptions' | 'invalid_payload' | 'payload_too_large' | 'backplane_unavailable' | 'internal_error';
-export type ClientErrorCode = 'disconnected' | 'offline' | 'closed' | 'http_error';
+export type ClientErrorCode = 'disconnected' | 'offline' | 'closed' | 'http_error' | 'unsupported';
 
 export class HeraldError extends Error {
   constructor(code: string, message?: string, channel?: string);

@@ -30,7 +30,7 @@ export const VERSION = '0.1.0';
 // WebSocket's subprotocols, a poll's `protocols`); the server answers with the newest both know.
 const PROTOCOLS = ['herald.v2', 'herald.v1'];
 const TRANSPORTS = ['websocket', 'longpoll'];
-const EVENTS = ['state', 'transport', 'resync', 'error'];
+const EVENTS = ['state', 'transport', 'resync', 'error', 'presence', 'join', 'leave'];
 const CHANNEL = /^[A-Za-z0-9_:-]+(?:\.[A-Za-z0-9_:-]+)*$/;
 // The server pings after `heartbeat` ms of quiet; two missed beats plus this much network
 // delay and the connection is dead, even if the browser has not noticed.
@@ -101,6 +101,9 @@ class Client {
   #asking = null;     // the accessToken call under way, if any
   #tab = null;        // shared: this tab's link to the leader's connection (#active too)
   #tap = null;        // the leader's connection (see Hub): hears every frame from the server
+  // presence (herald.v2): channels whose members the app asked for -> {waiting: [{resolve,
+  // reject}], held: join/leave frames that came while the members were being read, or null}
+  #present = new Map();
 
   // `port`: given by a Hub, for the connection it runs on behalf of every tab. The client then
   // has no handlers of its own: it fills in `port.follow` and `port.leave`, and calls
@@ -174,6 +177,66 @@ class Client {
       this.#outbox.push({ channel, data, resolve, reject });
       this.#flush();
     });
+  }
+
+  /**
+   * herald.v2: who is in `channel` now, a Promise of `[{user, info}]` (one per user, however
+   * many tabs). From then on the client keeps asking after each (re)subscribe and emits
+   * 'presence' ({channel, members}); 'join' and 'leave' ({channel, user, info}) tell the
+   * changes. Needs a WebSocket to a herald.v2 server; the server's authorizer decides.
+   */
+  presence(channel) {
+    checkChannel(channel);
+    if (this.#closed) return Promise.reject(new HeraldError('closed', 'the client is closed', channel));
+    let p = this.#present.get(channel);
+    if (!p) this.#present.set(channel, p = { waiting: [], held: null });
+    return new Promise((resolve, reject) => {
+      p.waiting.push({ resolve, reject });
+      // A followed channel not yet answered is asked once its `subscribed` arrives.
+      const ch = this.#channels.get(channel);
+      if (!ch || ch.cursor || !ch.asked) this.#askPresence(channel);
+    });
+  }
+
+  #askPresence(channel) {
+    const p = this.#present.get(channel);
+    const t = this.#active;
+    if (!p || !t?.up || !t.protocol) return; // asked again at the next `subscribed` (or open)
+    if (!t.presence || t.protocol !== 'herald.v2') {
+      for (const w of p.waiting.splice(0)) w.reject(new HeraldError('unsupported', 'presence needs a WebSocket to a herald.v2 server', channel));
+      return;
+    }
+    p.held ??= [];
+    t.presence(channel, this.#nextId++).then((f) => {
+      const held = p.held ?? [];
+      p.held = null;
+      if (f.type !== 'presence') {
+        const err = new HeraldError(f.code, f.message, f.channel ?? channel);
+        for (const w of p.waiting.splice(0)) w.reject(err);
+        if (f.code === 'forbidden' || f.code === 'unknown_frame_type') this.#present.delete(channel);
+        return;
+      }
+      for (const w of p.waiting.splice(0)) w.resolve(f.members);
+      this.#emit('presence', { channel, members: f.members });
+      for (const e of held) this.#presenceEvent(e);
+    }, (err) => { p.held = null; for (const w of p.waiting.splice(0)) w.reject(err); });
+  }
+
+  // Channels whose presence was asked but that this tab does not follow: no `subscribed`
+  // will come for them, so they are asked when the connection opens.
+  #askUnfollowed() {
+    for (const c of this.#present.keys()) if (!this.#channels.has(c)) this.#askPresence(c);
+  }
+
+  // join/leave: told to the app, or held while the members are being read (the answer may
+  // have been read before the change: it is told after the answer).
+  #presenceEvent(f) {
+    const p = this.#present.get(f.channel);
+    if (!p && !this.#channels.has(f.channel)) return; // shared: another tab's channel
+    if (p?.held) return void p.held.push(f);
+    const detail = { channel: f.channel, user: f.user };
+    if (f.type === 'join') detail.info = f.info ?? null;
+    this.#emit(f.type, detail);
   }
 
   on(name, fn) {
@@ -312,6 +375,7 @@ class Client {
     this.#downSince = null;
     this.#setState('open', { reason: this.#why?.reason, explanation: this.#why?.plain });
     this.#flush();
+    this.#askUnfollowed();
     if (t.name === 'longpoll') this.#scheduleProbe();
   }
 
@@ -449,6 +513,7 @@ class Client {
     if (f.type === 'message') this.#message(f);
     else if (f.type === 'subscribed') this.#subscribed(f);
     else if (f.type === 'refresh') return this.#tab || this.#refresh(); // the leader's to renew
+    else if (f.type === 'join' || f.type === 'leave') this.#presenceEvent(f);
     else if (f.type === 'error' && f.code !== 'credentials_expired') this.#refused(f);
     this.#tap?.(f, before);
   }
@@ -487,6 +552,9 @@ class Client {
       ch.cursor = { epoch: f.epoch, offset: ch.cursor.offset };
     }
     // recovered: the missed messages follow and move the cursor up to the head themselves.
+    // Members may have come and gone while this subscription was not live: read them again.
+    // (The leader's connection does not: each tab asks for itself, through it.)
+    if (this.#present.has(f.channel) && !this.#tap) this.#askPresence(f.channel);
   }
 
   // An error frame not answering a publish: a subscribe was refused (forbidden, invalid
@@ -507,8 +575,10 @@ class Client {
     this.#current = d.transport;
     this.#state = d.state;
     this.#emit('state', { ...d });
-    if (d.state === 'open') this.#flush();
-    else if (d.state === 'offline') for (const p of this.#outbox.splice(0)) p.reject(offline(p.channel));
+    if (d.state === 'open') {
+      this.#flush();
+      this.#askUnfollowed();
+    } else if (d.state === 'offline') for (const p of this.#outbox.splice(0)) p.reject(offline(p.channel));
     else if (d.state === 'expired') {
       for (const p of this.#outbox.splice(0)) p.reject(new HeraldError('expired', 'the credentials expired', p.channel));
     }
@@ -571,8 +641,8 @@ class Client {
 // the new connection resumes each channel from the earliest cursor.
 
 // What a tab may ask the leader (TabLink.request); `hub.engine` is the leader's Client. A new
-// request is a line here, e.g. `presence: (hub, tab, { channel }) => hub.engine.presence(channel)`;
-// a new server frame (join, leave) needs nothing: every frame reaches every tab's #frame.
+// request is a line here (as `presence`); a new server frame (join, leave) needs nothing:
+// every frame reaches every tab's #frame.
 const OPS = {
   hello: (hub, tab, { channels }) => hub.hello(tab, channels),
   subscribe: (hub, tab, { channel, cursor }) => hub.follow(tab, channel, cursor),
@@ -582,6 +652,9 @@ const OPS = {
     (at) => ({ type: 'published', ...at }),
     (e) => ({ type: 'error', code: e.code, message: e.message, channel: e.channel ?? channel })),
   reconnect: (hub) => hub.engine.reconnect(),
+  presence: (hub, tab, { channel }) => hub.engine.presence(channel).then(
+    (members) => ({ type: 'presence', channel, members }),
+    (e) => ({ type: 'error', code: e.code, message: e.message, channel: e.channel ?? channel })),
 };
 
 // What the leader tells the tabs, and what each does with it (`c`: the tab's Client).
@@ -630,6 +703,8 @@ class TabLink {
 
   // -> Promise<published or error frame>
   publish(channel, data) { return this.request('publish', { channel, data }); }
+  // -> Promise<presence or error frame>, from the leader's connection
+  presence(channel) { return this.request('presence', { channel }); }
 
   /** Asks the leader (OPS): a Promise of its answer; rejects (disconnected) if it goes first. */
   request(op, args) {
@@ -857,7 +932,7 @@ class WebSocketTransport {
   #timer = null;
   #heartbeat = 0;
   #done = false;
-  #pending = new Map(); // publish id -> {resolve, reject}
+  #pending = new Map(); // publish or presence id -> {resolve, reject}
 
   constructor(c) {
     this.#c = c;
@@ -893,6 +968,13 @@ class WebSocketTransport {
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       this.#send({ type: 'publish', channel, data, id });
+    });
+  }
+
+  presence(channel, id) {
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#send({ type: 'presence', channel, id });
     });
   }
 
@@ -956,7 +1038,7 @@ class WebSocketTransport {
       return;
     }
     this.#alive();
-    const p = f.id !== undefined && (f.type === 'published' || f.type === 'error') && this.#pending.get(f.id);
+    const p = f.id !== undefined && (f.type === 'published' || f.type === 'error' || f.type === 'presence') && this.#pending.get(f.id);
     if (p) {
       this.#pending.delete(f.id);
       p.resolve(f);

@@ -13,6 +13,7 @@
 #include <openssl/hmac.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -87,7 +88,12 @@ public:
         const std::size_t dot = body.find('.');
         const std::string user = body.substr(0, dot), ms = body.substr(dot + 1);
         if (ms.empty() || ms.size() > 15 || ms.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-        return herald::principal{user, clock::time_point(std::chrono::milliseconds(std::stoll(ms)))};
+        herald::principal p{user, clock::time_point(std::chrono::milliseconds(std::stoll(ms)))};
+        // What the others see of this editor in a project's presence ("also here: Bob").
+        std::string name = user;
+        if (!name.empty()) name[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(name[0])));
+        p.presence_info = nlohmann::json({{"name", name}}).dump();
+        return p;
     }
 
 private:
@@ -177,7 +183,9 @@ int main(int argc, char** argv) {
     // until when. Editors follow the projects and their own notifications, nobody else's.
     const token_service tokens{token_secret, std::chrono::milliseconds(token_ttl_ms)};
     herald::rule_authorizer auth([&tokens](const herald::request_info& r) { return tokens.who(r.credentials); });
+    // Who else looks at a project: `project.<id>` carries nothing but its presence (herald.v2).
     auth.allow(herald::action::subscribe, "projects").allow(herald::action::subscribe, "user.{principal}.notifications");
+    auth.allow(herald::action::subscribe, "project.*").allow(herald::action::presence, "project.*");
     server.set_authorizer(auth);
 
     // In memory (the default), the store publishes after each change. On PostgreSQL, each

@@ -31,12 +31,18 @@ struct principal {
     /// ends with error::credentials_expired (WebSocket close 4003), and a connection whose
     /// credentials expired already is refused with 401 `credentials_expired`.
     std::optional<clock::time_point> expires;
+    /// What others see of this principal in a channel's presence (herald.v2): one JSON value,
+    /// e.g. `{"name":"Bob Smith"}`, at most presence_options::max_info_bytes (default 512);
+    /// empty: null. Set by the authenticate hook; a member's info is the one of the session
+    /// that made it a member (its first in the channel).
+    std::string presence_info;
 
     bool anonymous() const noexcept { return id.empty(); }
 };
 
-/// What a client asks to do with a channel.
-enum class action { subscribe, publish };
+/// What a client asks to do with a channel. `presence`: be listed in the channel's presence
+/// while subscribed, see who else is, and hear their `join` and `leave` (herald.v2).
+enum class action { subscribe, publish, presence };
 
 /// The connection request an authorizer sees: the HTTP request that opened the WebSocket or
 /// carried the long-poll, with its headers (names compared case-insensitively) and cookies.
@@ -107,6 +113,17 @@ struct request_info {
 /// | `a.may(p, action::publish, c)`   | `bool`                 | checked on every client publish           |
 ///
 /// Both are called from transport threads, concurrently: they must be thread-safe.
+///
+/// Optionally, for presence (herald.v2):
+///
+/// | expression                  | type   | meaning                                                 |
+/// |-----------------------------|--------|---------------------------------------------------------|
+/// | `a.may_presence(p, c)`      | `bool` | whether `p`, subscribed to `c`, is listed in `c`'s presence, sees its members and hears its `join`/`leave`; and whether `p` may ask `c`'s members |
+///
+/// An authorizer without it allows presence nowhere (has_presence_check): presence reveals
+/// who else reads a channel, so an authorizer written before presence existed must not grant
+/// it by accident (a `may` that answers true to an action it does not know would). The hub
+/// asks `may(p, action::presence, c)` of nobody; hub::may routes action::presence here.
 template <class A, class = void>
 struct is_authorizer : std::false_type {};
 
@@ -125,10 +142,18 @@ struct is_authorizer<
 template <class A>
 inline constexpr bool is_authorizer_v = is_authorizer<A>::value;
 
+/// True when the Authorizer `A` offers the optional `may_presence(p, channel)`.
+template <class A, class = void>
+struct has_presence_check : std::false_type {};
+
+template <class A>
+struct has_presence_check<A, std::void_t<decltype(bool(std::declval<const A&>().may_presence(
+                                 std::declval<const principal&>(), std::string_view{})))>> : std::true_type {};
+
 /// The default, when no authorizer is set: everyone connects, anonymously, and may subscribe
 /// to and publish on nothing (each subscribe and client publish gets the `forbidden` error
-/// frame). The hub logs "no authorizer: every subscribe and publish is refused; see README"
-/// once. Install rule_authorizer (or your own) to let clients in.
+/// frame), and presence is off. The hub logs "no authorizer: every subscribe and publish is
+/// refused; see README" once. Install rule_authorizer (or your own) to let clients in.
 struct deny_all {
     std::optional<principal> authenticate(const request_info&) const { return principal{}; }
     bool may(const principal&, action, std::string_view) const { return false; }
@@ -142,6 +167,7 @@ struct deny_all {
 struct insecure_allow_all {
     std::optional<principal> authenticate(const request_info&) const { return principal{}; }
     bool may(const principal&, action, std::string_view) const { return true; }
+    bool may_presence(const principal&, std::string_view) const { return true; }
 };
 
 /// Allows what its rules allow and refuses the rest. A pattern is a channel name whose
@@ -156,7 +182,11 @@ struct insecure_allow_all {
 /// });
 /// auth.allow(herald::action::subscribe, "projects.**");
 /// auth.allow(herald::action::subscribe, "user.{principal}.**");
+/// auth.allow(herald::action::presence, "projects.*");   // who else looks at a project
 /// @endcode
+///
+/// Presence needs its own rule: a channel one may subscribe to carries no presence until a
+/// presence rule matches it too (may_presence asks both).
 class rule_authorizer {
 public:
     using authenticate_function = std::function<std::optional<principal>(const request_info&)>;
@@ -179,6 +209,12 @@ public:
         for (const auto& rule : rules_)
             if (rule.what == what && matches(rule.pattern, channel, p)) return true;
         return false;
+    }
+
+    /// Presence on `channel`: allowed by an action::presence rule and by an action::subscribe
+    /// rule (a member is a subscriber).
+    bool may_presence(const principal& p, std::string_view channel) const {
+        return may(p, action::presence, channel) && may(p, action::subscribe, channel);
     }
 
     /// Whether `channel` matches `pattern` for principal `p` (see the class description).
@@ -214,5 +250,6 @@ private:
 static_assert(is_authorizer_v<deny_all>);
 static_assert(is_authorizer_v<insecure_allow_all>);
 static_assert(is_authorizer_v<rule_authorizer>);
+static_assert(!has_presence_check<deny_all>::value && has_presence_check<rule_authorizer>::value);
 
 } // namespace herald

@@ -54,6 +54,24 @@ struct backplane_status {
     std::string last_error;         ///< the last connection error, for diagnosis
 };
 
+/// One member of a channel's presence (herald.v2): a principal with at least one session
+/// subscribed to the channel, on any server, however many sessions it has.
+struct presence_member {
+    std::string user;           ///< principal::id
+    std::string info = "null";  ///< principal::presence_info of its first session: one JSON value
+    friend bool operator==(const presence_member& a, const presence_member& b) { return a.user == b.user && a.info == b.info; }
+};
+
+/// Called once with a channel's members (sorted by `user`), or an error.
+using presence_handler = std::function<void(std::error_code, std::vector<presence_member>)>;
+
+/// A change of a channel's presence: a principal joined (its first session anywhere) or left
+/// (its last one, or its server went quiet past presence_options::ttl).
+struct presence_event {
+    bool joined = true;
+    presence_member member;
+};
+
 /// The hub, as a backplane sees it. A backplane that orders channels in this process (the
 /// local one) calls `order_and_deliver` and `read_history`; one that orders elsewhere (Redis)
 /// calls `deliver` and `resync`.
@@ -80,6 +98,15 @@ public:
     /// Remote ordering: whether a session of this server follows `channel` (or waits for its
     /// fetch). A backplane asks now and then, to stop delivering quiet channels nobody follows.
     virtual bool following(std::string_view channel) = 0;
+
+    /// Shared presence: a change the backplane announces (every server hears it, the one that
+    /// made it included), for the hub to tell its sessions that follow the channel's presence.
+    virtual void presence_changed(std::string_view channel, const presence_event& e) {
+        (void)channel;
+        (void)e;
+    }
+    /// The hub's presence bounds and timing, for a backplane that shares presence.
+    virtual presence_options presence_limits() const { return {}; }
 
     /// The hub's history bounds (count, age), for a backplane that keeps the history itself.
     virtual history_options history_limits() const = 0;
@@ -118,6 +145,17 @@ protected:
 ///
 /// Optionally, any backplane offers `b.status()`, a `backplane_status` (safe from any
 /// thread); without it, the backplane is taken to be up (has_status).
+///
+/// Optionally, a backplane shares presence between servers (has_presence), for `w` and `i`
+/// of type `std::string` and `ph` a `presence_handler`:
+///
+/// | expression                  | meaning                                                       |
+/// |-----------------------------|---------------------------------------------------------------|
+/// | `b.presence_join(c, w, i)`  | this server has principal `w` (info `i`) in `c`: record it until presence_leave, renewed so that it outlives presence_options::ttl only while this server lives; when `w` was in `c` on no server, every server's sink hears `presence_changed` (joined) |
+/// | `b.presence_leave(c, w)`    | this server no longer has `w` in `c`; when no server has it, every sink hears `presence_changed` (left). Also when a server's entries expire (it died) |
+/// | `b.presence(c, ph)`         | read `c`'s members over every server, then call `ph` once     |
+///
+/// Without them (the local backplane) the hub's own record is the whole presence.
 template <class B, class = void>
 struct is_backplane : std::false_type {};
 
@@ -152,6 +190,19 @@ struct has_status : std::false_type {};
 
 template <class B>
 struct has_status<B, std::void_t<decltype(backplane_status(std::declval<const B&>().status()))>> : std::true_type {};
+
+/// True when the Backplane `B` shares presence between servers (the optional members above).
+template <class B, class = void>
+struct has_presence : std::false_type {};
+
+template <class B>
+struct has_presence<B, std::void_t<decltype(std::declval<B&>().presence_join(std::string{}, std::string{}, std::string{})),
+                                   decltype(std::declval<B&>().presence_leave(std::string{}, std::string{})),
+                                   decltype(std::declval<B&>().presence(std::string{}, std::declval<presence_handler>()))>>
+    : std::true_type {};
+
+template <class B>
+inline constexpr bool has_presence_v = has_presence<B>::value;
 
 namespace backplane {
 

@@ -39,6 +39,9 @@ enum class frame_type : std::uint8_t {
     reconnect,    ///< the server is draining: reconnect after `retry_after`
     refresh,      ///< the session's credentials expire soon: send new ones (`retry_after`: in how long)
     refreshed,    ///< answer to a client's refresh: the new credentials were taken
+    presence,     ///< herald.v2: answer to a client's presence request, a channel's members
+    join,         ///< herald.v2: a principal joined a channel's presence
+    leave,        ///< herald.v2: a principal left a channel's presence
 };
 
 /// One outbound frame, immutable once made. A message frame is built once per publish and

@@ -13,6 +13,7 @@
 #include <herald/detail/atomic_shared_ptr.hpp>
 #include <herald/detail/channel_table.hpp>
 #include <herald/detail/erased.hpp>
+#include <herald/detail/presence_table.hpp>
 #include <herald/detail/principal_quota.hpp>
 
 #include <atomic>
@@ -39,6 +40,8 @@ struct hub_stats {
     std::uint64_t channels = 0;        ///< held now (with subscribers or history)
     std::uint64_t subscriptions = 0;   ///< sessions following a channel now, summed over channels
     std::uint64_t history_bytes = 0;   ///< kept now in the channels' histories (hub_options::max_history_bytes bounds it)
+    std::uint64_t presence_channels = 0; ///< channels with presence members or listeners on this server now
+    std::uint64_t presence_members = 0;  ///< principals listed in them from this server now, summed over channels
 };
 
 /// The routing engine: it knows channels and sessions, not sockets. CMS code publishes to it
@@ -61,7 +64,7 @@ public:
     template <class Backplane>
     hub(hub_options opts, Backplane bp)
         : opts_(std::move(opts)), orders_here_(Backplane::orders_locally), channels_(opts_.history, opts_.max_history_bytes, orders_here_),
-          per_principal_(opts_.max_subscriptions_per_principal) {
+          per_principal_(opts_.max_subscriptions_per_principal), presence_(opts_.presence.max_members) {
         static_assert(is_backplane_v<Backplane>, "herald: Backplane type requirements not met (see backplane.hpp)");
         backplane_ = std::make_unique<detail::backplane_model<Backplane>>(std::move(bp));
         backplane_->attach(*this);
@@ -150,8 +153,27 @@ public:
     /// itself; a publish for a client asks first (herald::peer and publish_for do).
     bool may(const principal& p, action a, std::string_view channel) const {
         report_authorizer();
+        if (a == action::presence) return authorizer()->may_presence(p, channel);
         return authorizer()->may(p, a, channel);
     }
+
+    // ---- presence (herald.v2) ---------------------------------------------------------
+
+    /// Who is in `channel` now: every principal with a session subscribed to it whose
+    /// transport takes part in presence (session::presence_role) and whom the authorizer
+    /// allows presence there (may_presence), on this server or, with a backplane that shares
+    /// presence (Redis), on any server; one member per principal however many sessions it
+    /// has, sorted by user. Anonymous sessions are never listed. Blocks up to
+    /// hub_options::publish_timeout with a remote backplane (not from its own loop's
+    /// handlers). On failure `ec` is invalid_channel, backplane_unavailable or timed_out.
+    std::vector<presence_member> presence(std::string_view channel, std::error_code& ec);
+
+    /// Throwing form of presence(): herald::system_error on failure.
+    std::vector<presence_member> presence(std::string_view channel);
+
+    /// presence() without waiting: `done(ec, members)` runs once, at once (local backplane)
+    /// or on the backplane's thread.
+    void async_presence(std::string channel, presence_handler done);
 
     // ---- sessions ---------------------------------------------------------------------
 
@@ -207,6 +229,8 @@ private:
     void fan_out(detail::channel_state& ch, const frame_ptr& f);
     void count_slow(session& s);
     void log(log_level level, const std::string& text) const;
+    void presence_join(const session_ptr& s, const std::string& channel);
+    void presence_leave(const session* s, const std::string& channel);
 
     // The subscribe/resume/repair state machine: impl/stream_join.hpp, which explains it.
     static void drop_subscriber(detail::channel_state& ch, const session* s);
@@ -227,6 +251,8 @@ private:
     bool deliver(std::string_view channel, const position& pos, std::string_view data) override;
     bool resync(std::string_view channel) override;
     bool following(std::string_view channel) override;
+    void presence_changed(std::string_view channel, const presence_event& e) override;
+    presence_options presence_limits() const override { return opts_.presence; }
     history_options history_limits() const override { return opts_.history; }
     log_function logger() const override { return opts_.log; }
 
@@ -236,12 +262,14 @@ private:
     detail::atomic_shared_ptr<const detail::authorizer_concept> authorizer_;
     detail::channel_table channels_;
     detail::principal_quota per_principal_;
+    detail::presence_table presence_;
 
     std::atomic<std::uint64_t> slow_consumers_{0}, publish_errors_{0}, sessions_{0},
         refetches_{0};
     std::atomic<std::uint64_t> next_token_{0};  // names one fetch: subscribe or repair
     std::atomic<bool> authorizer_set_{false};
     mutable std::atomic<bool> no_authorizer_logged_{false};
+    std::atomic<bool> presence_info_logged_{false}, presence_cap_logged_{false};
 };
 
 } // namespace herald

@@ -64,6 +64,28 @@ struct session_options {
     std::chrono::milliseconds refresh_before = std::chrono::seconds(60);
 };
 
+/// Presence ("who else is here", herald.v2): its bounds, and how a remote backplane (Redis)
+/// keeps the members of every server alive. The memory presence may take is bounded by
+/// `max_members` × (the principal's id + `max_info_bytes`) per channel, on this server and in
+/// Redis alike.
+struct presence_options {
+    /// Members (distinct principals) one channel lists: a principal that would be one more
+    /// is not listed (its sessions are still served; no `join` is sent for it).
+    std::size_t max_members = 1000;
+    /// Largest principal::presence_info, in bytes of JSON text: larger (or not one JSON value)
+    /// is replaced by null, with a warning in the log.
+    std::size_t max_info_bytes = 512;
+    /// Remote backplane: a server's entries live this long in Redis unless refreshed. A server
+    /// killed without a goodbye drops out of every channel within `ttl` + `sweep_interval`
+    /// (10 s + 2 s by default: the bound stated in backplanes/redis/README.md).
+    std::chrono::milliseconds ttl = std::chrono::seconds(10);
+    /// Remote backplane: how often a server renews its entries (well under `ttl`).
+    std::chrono::milliseconds refresh_interval = std::chrono::seconds(3);
+    /// Remote backplane: how often a server looks for expired entries in the channels it has
+    /// members in, and announces their `leave`.
+    std::chrono::milliseconds sweep_interval = std::chrono::seconds(2);
+};
+
 /// Options of a hub (hub::hub); servers pass theirs on. The defaults suit one server.
 struct hub_options {
     /// How much of each channel's past is kept for resume (local backplane; Redis applies its
@@ -82,6 +104,8 @@ struct hub_options {
     /// Anonymous clients are bounded per connection and by connections per address instead
     /// (a shared anonymous quota would let one page starve every other).
     std::size_t max_subscriptions_per_principal = 4096;
+    /// Presence: its bounds, and its timing on a remote backplane.
+    presence_options presence;
     /// Largest `data` accepted by publish, in bytes (error::payload_too_large past it).
     std::size_t max_payload_bytes = 64 * 1024;
     /// How long the blocking publish() waits for an asynchronous backplane to order a message.

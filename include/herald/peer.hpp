@@ -25,6 +25,7 @@
 #include <string_view>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 namespace herald {
 
@@ -127,6 +128,15 @@ public:
         case protocol::request::kind::subscribe: ec = subscribe(r.channel, std::move(r.since), r.id); break;
         case protocol::request::kind::unsubscribe: ec = unsubscribe(r.channel, r.id); break;
         case protocol::request::kind::refresh: ec = refresh(std::move(r.token), r.id); break;
+        case protocol::request::kind::presence:
+            // herald.v2, on a session that hears join/leave: to a v1 client (or a long-poll's
+            // short-lived session) it is a frame like any unknown one
+            if (version_ < 2 || !session_ || session_->presence() != session::presence_role::listener) {
+                ec = error::unknown_frame_type;
+                break;
+            }
+            ec = presence(r.channel, r.id);
+            break;
         case protocol::request::kind::publish:
             if (!session_) { ec = error::session_closed; break; }
             publish_for(*hub_, &session_->who(), std::move(r), [s = session_](frame_ptr ack) { s->push(std::move(ack)); });
@@ -154,6 +164,30 @@ public:
     std::error_code unsubscribe(std::string_view channel, std::uint64_t id = 0) {
         if (!session_) return error::session_closed;
         return hub_->unsubscribe(session_, channel, id);
+    }
+
+    // ---- presence (herald.v2) -----------------------------------------------------------
+
+    /// How this peer's session takes part in presence (session::presence_role): a transport
+    /// whose sessions last (WebSocket, in-memory) calls it before the first subscribe, with
+    /// `listener` when the client speaks herald.v2 (it hears `join`/`leave` and may ask
+    /// `presence`), `member` when it does not. A long-poll's sessions stay `none`.
+    void take_part_in_presence(session::presence_role role) noexcept {
+        if (session_) session_->set_presence_role(role);
+    }
+
+    /// Asks `channel`'s members (hub::async_presence) and queues the `presence` answer, or an
+    /// `error` frame when the backplane fails. @returns forbidden (the authorizer's
+    /// may_presence), invalid_channel or session_closed, and queues nothing for them.
+    std::error_code presence(std::string_view channel, std::uint64_t id = 0) {
+        if (!open()) return error::session_closed;
+        if (auto e = validate_channel(channel)) return e;
+        if (!hub_->may(session_->who(), action::presence, channel)) return error::forbidden;
+        hub_->async_presence(std::string(channel), [s = session_, c = std::string(channel), id](std::error_code e,
+                                                                                                std::vector<presence_member> m) {
+            s->push(e ? protocol::make_error(e, c, id) : protocol::make_presence(c, m, id));
+        });
+        return {};
     }
 
     /// Publishes as this peer's principal (checked with action::publish), waiting for the

@@ -3,6 +3,7 @@
 // reference; every transport speaks these same frames.
 #pragma once
 
+#include <herald/backplane.hpp>
 #include <herald/channel.hpp>
 #include <herald/error.hpp>
 #include <herald/frame.hpp>
@@ -269,6 +270,56 @@ inline frame_ptr make_refreshed(std::optional<std::chrono::milliseconds> expires
     return f;
 }
 
+// ---- presence (herald.v2) ---------------------------------------------------------------
+
+namespace detail {
+inline void append_member(std::string& t, const presence_member& m) {
+    t += "{\"user\":";
+    append_json_string(t, m.user);
+    t += ",\"info\":";
+    t += m.info.empty() ? std::string_view("null") : std::string_view(m.info);  // checked JSON (hub)
+    t += '}';
+}
+} // namespace detail
+
+/// `presence`: the answer to a client's presence request, the channel's members (herald.v2).
+inline frame_ptr make_presence(std::string channel, const std::vector<presence_member>& members, std::uint64_t id = 0) {
+    auto f = std::make_shared<frame>();
+    f->type = frame_type::presence;
+    std::string& t = f->text;
+    t += "{\"type\":\"presence\",\"channel\":\"";
+    t += channel;
+    t += "\",\"members\":[";
+    for (std::size_t i = 0; i < members.size(); ++i) {
+        if (i) t += ',';
+        detail::append_member(t, members[i]);
+    }
+    t += ']';
+    detail::append_request_id(t, id);
+    t += '}';
+    f->channel = std::move(channel);
+    f->request_id = id;
+    return f;
+}
+
+/// `join` (with the member's info) or `leave`: a change of the channel's presence (herald.v2).
+inline frame_ptr make_presence_event(std::string channel, const presence_event& e) {
+    auto f = std::make_shared<frame>();
+    f->type = e.joined ? frame_type::join : frame_type::leave;
+    std::string& t = f->text;
+    t += e.joined ? "{\"type\":\"join\",\"channel\":\"" : "{\"type\":\"leave\",\"channel\":\"";
+    t += channel;
+    t += "\",\"user\":";
+    detail::append_json_string(t, e.member.user);
+    if (e.joined) {
+        t += ",\"info\":";
+        t += e.member.info.empty() ? std::string_view("null") : std::string_view(e.member.info);
+    }
+    t += '}';
+    f->channel = std::move(channel);
+    return f;
+}
+
 // ---- long-poll answers and cursors (shared by the transports) ------------------------------
 
 /// The body of every long-poll and `/herald/publish` answer, refusals included:
@@ -363,8 +414,8 @@ inline std::optional<std::string_view> member_bytes(std::string_view text, std::
 
 /// A request from a client, parsed.
 struct request {
-    enum class kind { subscribe, unsubscribe, publish, pong, refresh } type = kind::pong;
-    std::string channel;           ///< subscribe, unsubscribe, publish
+    enum class kind { subscribe, unsubscribe, publish, pong, refresh, presence } type = kind::pong;
+    std::string channel;           ///< subscribe, unsubscribe, publish, presence
     std::optional<position> since; ///< subscribe: resume after this position
     std::string data;              ///< publish: the JSON value, its bytes as the client sent them
     std::uint64_t id = 0;          ///< optional request id, echoed in the answer
@@ -401,6 +452,7 @@ inline request parse_request(std::string_view text, std::error_code& ec,
         else if (t == "unsubscribe") r.type = request::kind::unsubscribe;
         else if (t == "publish") r.type = request::kind::publish;
         else if (t == "refresh") r.type = request::kind::refresh;
+        else if (t == "presence") r.type = request::kind::presence;  // herald.v2: peer::apply refuses it on v1
         else { ec = error::unknown_frame_type; return r; }
     }
 

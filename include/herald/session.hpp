@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <iterator>
 #include <memory>
@@ -45,6 +46,17 @@ public:
 
     session(const session&) = delete;
     session& operator=(const session&) = delete;
+
+    /// How a session takes part in presence (herald.v2). `none`: not listed (the default; a
+    /// long-poll's short-lived sessions, which would join and leave at every poll);
+    /// `member`: listed while subscribed to a channel that carries presence (a herald.v1
+    /// WebSocket, which cannot hear `join`/`leave`); `listener`: listed, and hears the
+    /// channel's `join` and `leave` (herald.v2).
+    enum class presence_role : std::uint8_t { none, member, listener };
+
+    /// Set by the transport before the session subscribes (peer::take_part_in_presence).
+    void set_presence_role(presence_role r) noexcept { role_.store(r, std::memory_order_relaxed); }
+    presence_role presence() const noexcept { return role_.load(std::memory_order_relaxed); }
 
     const std::string& id() const noexcept { return id_; }
     const herald::principal& who() const noexcept { return who_; }
@@ -201,6 +213,7 @@ private:
     std::vector<std::string> channels_;
     std::atomic<bool> slow_counted_{false}, closed_counted_{false};  // hub statistics, counted once
     std::atomic<std::size_t> joining_{0};
+    std::atomic<presence_role> role_{presence_role::none};
 };
 
 using session_ptr = std::shared_ptr<session>;

@@ -179,3 +179,41 @@ test("long-poll: the table of what refuses the whole poll and what only a channe
   assert.equal(of('user.bob.x').code, 'forbidden');
   assert.ok(frames.some((f) => f.code === 'invalid_channel' && f.channel === undefined), 'invalid_channel, the name not echoed');
 });
+
+test('presence (herald.v2): the examples and the table are what the server sends', async () => {
+  const [asked, answered] = jsonBlocks('Presence (herald.v2)').map(lines);
+  assert.deepEqual(asked.map((f) => f.type), ['presence']);
+  const examples = Object.fromEntries(answered.map((f) => [f.type, f]));
+  const ask = asked[0];
+  const v2 = (user) => client(`${server.ws}?user=${user}`, { protocols: ['herald.v2', 'herald.v1'] });
+  const alice = v2('alice'), bob = v2('bob');
+  await Promise.all([alice.open(), bob.open()]);
+  alice.send({ type: 'subscribe', channel: ask.channel, id: 1 });
+  await alice.frame((f) => f.type === 'subscribed');
+  bob.send({ type: 'subscribe', channel: ask.channel, id: 1 });
+  const join = await alice.frame((f) => f.type === 'join' && f.user === 'bob');
+  alice.send(ask);
+  const answer = await alice.frame((f) => f.type === 'presence' && f.id === ask.id);
+  assert.deepEqual(answer, examples.presence);  // the test server's info is {"name": user}
+  assert.deepEqual(join, examples.join);
+  bob.close();
+  const leave = await alice.frame((f) => f.type === 'leave');
+  assert.deepEqual(leave, examples.leave);
+
+  // The section's server table names exactly the fields sent.
+  const section = doc.slice(doc.indexOf('\n## Presence (herald.v2)\n'));
+  const rows = section.slice(section.indexOf('Server → client:'), section.indexOf('```json', section.indexOf('Server → client:')));
+  const table = {};
+  for (const row of rows.split('\n')) {
+    const cells = row.split('|').map((c) => c.trim());
+    const type = /^`(\w+)`$/.exec(cells[1] ?? '')?.[1];
+    if (!type) continue;
+    const fields = cells[2].replace(/\([^)]*\)/g, '');
+    table[type] = [...fields.matchAll(/(optional )?`([a-z_]+)`/g)].map((m) => m[2]);
+  }
+  assert.deepEqual(Object.keys(table).sort(), ['join', 'leave', 'presence']);
+  for (const f of [answer, join, leave]) {
+    assert.deepEqual(Object.keys(f).filter((k) => k !== 'type').sort(), [...table[f.type]].sort(), `${f.type}: the table's fields`);
+  }
+  alice.close();
+});

@@ -150,11 +150,16 @@ int main(int argc, char** argv) {
         std::string u(r.query("user"));
         if (u.empty()) u = std::string(r.cookie("user"));
         if (u == "nobody") return std::nullopt;
-        return herald::principal{u};
+        herald::principal p{u};
+        if (!u.empty()) p.presence_info = nlohmann::json({{"name", u}}).dump();  // what presence shows
+        return p;
     });
+    // room.*: presence channels (herald.v2); public.* carries none, so that its tests see no join.
     auth.allow(herald::action::subscribe, "public.**")
         .allow(herald::action::subscribe, "user.{principal}.**")
-        .allow(herald::action::publish, "public.chat");
+        .allow(herald::action::publish, "public.chat")
+        .allow(herald::action::subscribe, "room.*")
+        .allow(herald::action::presence, "room.*");
     server.set_authorizer(auth);
 
     // POST /test/publish?channel=C[&n=N]: publishes the body N times (default once).
@@ -177,13 +182,24 @@ int main(int argc, char** argv) {
         std::lock_guard<std::mutex> lock(tokens->mu);
         if (tokens->revoked.count(user)) return herald::http_response::json(403, R"({"error":"revoked"})");
         const std::string token = "tok-" + user + "-" + std::to_string(++tokens->next);
-        tokens->tokens[token] = herald::principal{user, herald::principal::clock::now() + std::chrono::milliseconds(std::stol(ttl))};
+        herald::principal who{user, herald::principal::clock::now() + std::chrono::milliseconds(std::stol(ttl))};
+        who.presence_info = nlohmann::json({{"name", user}}).dump();
+        tokens->tokens[token] = std::move(who);
         return herald::http_response::json(200, nlohmann::json({{"token", token}}).dump());
     });
     server.handle("/test/revoke", [tokens](const herald::http_request& r) {
         std::lock_guard<std::mutex> lock(tokens->mu);
         tokens->revoked.insert(std::string(r.query("user")));
         return herald::http_response::json(200, "{}");
+    });
+    // GET /test/presence?channel=C: basic_server::presence, the CMS's view of who is there.
+    server.handle("/test/presence", [&](const herald::http_request& r) {
+        std::error_code ec;
+        const auto members = server.presence(r.query("channel"), ec);
+        if (ec) return herald::http_response::json(400, nlohmann::json({{"error", herald::to_wire(ec)}}).dump());
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& m : members) out.push_back({{"user", m.user}, {"info", nlohmann::json::parse(m.info)}});
+        return herald::http_response::json(200, out.dump());
     });
     server.handle("/test/stats", [&](const herald::http_request&) {
         auto s = server.hub().stats();

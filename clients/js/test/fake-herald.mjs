@@ -68,6 +68,7 @@ export class FakeHerald {
   infoRequests = 0;
   pongs = 0;
   forbidden = new Set();
+  presenceAsked = [];  // herald.v2 presence requests, {socket, frame}: the test answers them
   // How the next WebSocket is met: 'accept' (open + welcome), 'refuse' (error + close before
   // open, as a proxy that drops the Upgrade), 'silent' (opens, then says nothing).
   wsMode = 'accept';
@@ -232,6 +233,8 @@ export class FakeHerald {
         socket.deliver({ type: 'unsubscribed', channel: f.channel, id: f.id });
       } else if (f.type === 'publish') {
         socket.deliver(this.#publishFrame(f));
+      } else if (f.type === 'presence') {
+        this.presenceAsked.push({ socket, frame: f });
       }
     });
   }

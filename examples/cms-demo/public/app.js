@@ -57,6 +57,41 @@ async function main() {
     demo.resyncs++;
   });
   herald.on('error', (e) => console.warn('herald:', e));
+
+  // Who else looks at each project (herald.v2 presence): `project.<id>` carries nothing but
+  // its members; herald.js reads them after each (re)subscribe and tells joins and leaves.
+  demo.me = me.user;
+  const projectOf = (channel) => (/^project\.(\d+)$/.exec(channel) || [])[1];
+  const changed = (channel, f) => {
+    const id = projectOf(channel);
+    if (id === undefined) return;
+    const members = (here[id] ??= new Map());
+    f(members);
+    renderHere(id);
+  };
+  herald.on('presence', ({ channel, members }) => changed(channel, (m) => {
+    m.clear();
+    for (const x of members) m.set(x.user, x.info);
+  }));
+  herald.on('join', ({ channel, user, info }) => changed(channel, (m) => m.set(user, info)));
+  herald.on('leave', ({ channel, user }) => changed(channel, (m) => m.delete(user)));
+  for (const id of projects.keys()) {
+    herald.subscribe(`project.${id}`, () => {});
+    // On long-poll there is no presence ('unsupported'): the line stays empty.
+    herald.presence(`project.${id}`).catch((e) => e.code === 'unsupported' || console.warn('herald presence:', e.code));
+  }
+}
+
+// project id -> Map(user -> info), from herald's presence; exposed for the browser tests.
+const here = (demo.here = {});
+
+function renderHere(id) {
+  const el = $(`here-${id}`);
+  if (!el) return;
+  const others = [...(here[id]?.entries() ?? [])].filter(([user]) => user !== demo.me)
+    .map(([user, info]) => info?.name || user).sort();
+  el.textContent = others.length ? `also here: ${others.join(', ')}` : '';
+  el.hidden = others.length === 0;
 }
 
 function showLogin(users) {
@@ -152,7 +187,8 @@ const nextStatus = { draft: 'in review', 'in review': 'approved', approved: 'pub
 function renderProjects(flashId) {
   const html = [];
   for (const p of projects.values()) {
-    html.push(`<div class="project" data-project="${p.id}"><h3>${esc(p.name)}</h3><table>`);
+    html.push(`<div class="project" data-project="${p.id}"><h3>${esc(p.name)}</h3>
+      <p class="here" id="here-${p.id}" hidden></p><table>`);
     for (const i of p.items) {
       html.push(`<tr id="item-${p.id}-${i.id}"><td>${esc(i.title)}</td>
         <td><span class="status" data-status="${esc(i.status)}">${esc(i.status)}</span></td>
@@ -164,6 +200,7 @@ function renderProjects(flashId) {
     html.push('</ul></div>');
   }
   $('projects').innerHTML = html.join('');
+  for (const p of projects.values()) renderHere(p.id);
   if (flashId) $(flashId)?.classList.add('flash');
 }
 

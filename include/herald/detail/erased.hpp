@@ -26,6 +26,11 @@ struct backplane_concept {
     virtual void fetch(std::string, std::optional<position>, fetch_handler) = 0;
     virtual std::string_view name() const noexcept = 0;
     virtual backplane_status status() const = 0;
+    // Presence: false when the backplane keeps none (local): the hub is the whole truth then.
+    virtual bool shares_presence() const noexcept = 0;
+    virtual void presence_join(std::string, std::string, std::string) = 0;
+    virtual void presence_leave(std::string, std::string) = 0;
+    virtual void presence(std::string, presence_handler) = 0;
 };
 
 template <class B>
@@ -50,6 +55,17 @@ struct backplane_model final : backplane_concept {
         if constexpr (has_status<B>::value) return bp.status();
         else return {};
     }
+    bool shares_presence() const noexcept override { return has_presence_v<B>; }
+    void presence_join(std::string c, std::string who, std::string info) override {
+        if constexpr (has_presence_v<B>) bp.presence_join(std::move(c), std::move(who), std::move(info));
+    }
+    void presence_leave(std::string c, std::string who) override {
+        if constexpr (has_presence_v<B>) bp.presence_leave(std::move(c), std::move(who));
+    }
+    void presence(std::string c, presence_handler h) override {
+        if constexpr (has_presence_v<B>) bp.presence(std::move(c), std::move(h));
+        else h({}, {});
+    }
     B bp;
 };
 
@@ -57,6 +73,7 @@ struct authorizer_concept {
     virtual ~authorizer_concept() = default;
     virtual std::optional<principal> authenticate(const request_info&) const = 0;
     virtual bool may(const principal&, action, std::string_view) const = 0;
+    virtual bool may_presence(const principal&, std::string_view) const = 0;
 };
 
 template <class A>
@@ -64,6 +81,10 @@ struct authorizer_model final : authorizer_concept {
     explicit authorizer_model(A x) : a(std::move(x)) {}
     std::optional<principal> authenticate(const request_info& r) const override { return a.authenticate(r); }
     bool may(const principal& p, action w, std::string_view c) const override { return a.may(p, w, c); }
+    bool may_presence(const principal& p, std::string_view c) const override {
+        if constexpr (has_presence_check<A>::value) return a.may_presence(p, c);
+        else return false;  // presence is off unless the authorizer says who may have it
+    }
     A a;
 };
 

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <system_error>
@@ -14,23 +15,23 @@
 
 namespace herald::detail {
 
-/// Runs `start(done)` and waits up to `timeout` for `done(ec, position)`: the blocking form
-/// of an asynchronous backplane call (hub::publish, hub::head). On timeout `ec` is
+/// Runs `start(done)` and waits up to `timeout` for `done(ec, T)`: the blocking form of an
+/// asynchronous backplane call (hub::publish, hub::head, hub::presence). On timeout `ec` is
 /// error::timed_out; `done` may still run later (the waiter it holds outlives this call).
-template <class Start>
-position wait_for_position(Start&& start, std::chrono::milliseconds timeout, std::error_code& ec) {
+template <class T, class Start>
+T wait_for(Start&& start, std::chrono::milliseconds timeout, std::error_code& ec) {
     struct waiter {
         std::mutex mu;
         std::condition_variable cv;
         bool done = false;
         std::error_code ec;
-        position pos;
+        T value;
     };
     auto w = std::make_shared<waiter>();
-    start(publish_handler([w](std::error_code e, position p) {
+    start(std::function<void(std::error_code, T)>([w](std::error_code e, T v) {
         std::lock_guard<std::mutex> lock(w->mu);
         w->ec = e;
-        w->pos = std::move(p);
+        w->value = std::move(v);
         w->done = true;
         w->cv.notify_one();
     }));
@@ -40,7 +41,13 @@ position wait_for_position(Start&& start, std::chrono::milliseconds timeout, std
         return {};
     }
     ec = w->ec;
-    return std::move(w->pos);
+    return std::move(w->value);
+}
+
+/// wait_for for a position (publish_handler).
+template <class Start>
+position wait_for_position(Start&& start, std::chrono::milliseconds timeout, std::error_code& ec) {
+    return wait_for<position>(std::forward<Start>(start), timeout, ec);
 }
 
 } // namespace herald::detail

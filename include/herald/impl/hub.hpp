@@ -105,7 +105,10 @@ inline session_ptr hub::open_session(principal who, session::wake_function wake)
 inline void hub::close_session(const session_ptr& s, std::error_code reason) {
     s->close(reason);
     const std::vector<std::string> dropped = s->drop_channels();
-    for (const std::string& c : dropped) remove_subscriber(c, s.get());
+    for (const std::string& c : dropped) {
+        remove_subscriber(c, s.get());
+        presence_leave(s.get(), c);
+    }
     if (!s->who().anonymous()) per_principal_.give_back(s->who().id, dropped.size());
     if (!s->closed_counted_.exchange(true)) sessions_.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -130,6 +133,7 @@ inline std::error_code hub::subscribe(const session_ptr& s, std::string_view cha
         drop_subscriber(*ch, s.get());  // a resubscribe starts over from `since`
         ch->recovering.push_back({s, token, request_id, ch->held.size()});
     }
+    if (added) presence_join(s, name);
     if (!orders_here_) s->begin_join();  // answered later, on the backplane's thread
     backplane_->fetch(name, std::move(since), [this, name, token, s = orders_here_ ? nullptr : s](std::error_code e, fetch_result r) {
         finish_subscribe(name, token, e, std::move(r));
@@ -144,6 +148,7 @@ inline std::error_code hub::unsubscribe(const session_ptr& s, std::string_view c
     if (!s->remove_channel(name)) return error::not_subscribed;
     if (!s->who().anonymous()) per_principal_.give_back(s->who().id);
     remove_subscriber(name, s.get());
+    presence_leave(s.get(), name);
     s->push(protocol::make_unsubscribed(name, request_id));
     return {};
 }
@@ -158,7 +163,80 @@ inline hub_stats hub::stats() const {
     st.sessions = sessions_.load(std::memory_order_relaxed);
     channels_.count(st.channels, st.subscriptions, st.published, st.deliveries);
     st.history_bytes = channels_.history_bytes();
+    std::size_t pc = 0, pm = 0;
+    presence_.count(pc, pm);
+    st.presence_channels = pc;
+    st.presence_members = pm;
     return st;
+}
+
+// ---- presence ---------------------------------------------------------------------------
+
+// A session is listed once per channel, when it starts following it (a resubscribe changes
+// nothing), and unlisted when it stops (unsubscribe, close, a failed subscribe). With a
+// backplane that shares presence the hub announces nothing itself: it tells the backplane of
+// its principals' first and last sessions here, and announces what the backplane says
+// (presence_changed), so that every server tells the same joins and leaves, once.
+inline void hub::presence_join(const session_ptr& s, const std::string& channel) {
+    const session::presence_role role = s->presence();
+    if (role == session::presence_role::none || s->who().anonymous()) return;
+    if (!may(s->who(), action::presence, channel)) return;
+    std::string info = "null";
+    const std::string& wanted = s->who().presence_info;
+    if (!wanted.empty()) {
+        if (wanted.size() <= opts_.presence.max_info_bytes && detail::is_json_value(wanted))
+            info = wanted;
+        else if (!presence_info_logged_.exchange(true))  // the CMS's mistake, the same for many: once
+            log(log_level::warning, "presence: the info of principal '" + s->who().id.substr(0, 64) +
+                                        "' is not one JSON value of at most " +
+                                        std::to_string(opts_.presence.max_info_bytes) +
+                                        " bytes: null instead (logged once)");
+    }
+    const bool shared = backplane_->shares_presence();
+    const bool listed = presence_.join(channel, s, info, role == session::presence_role::listener,
+                                       [&](const presence_member& m) {
+        if (shared) backplane_->presence_join(channel, m.user, m.info);
+        else presence_.tell_locked(channel, protocol::make_presence_event(channel, {true, m}));
+    });
+    if (!listed && !presence_cap_logged_.exchange(true))  // a crowd would log once per subscribe
+        log(log_level::warning, "presence: channel " + channel + " lists " + std::to_string(opts_.presence.max_members) +
+                                    " members already (presence_options::max_members): '" + s->who().id.substr(0, 64) +
+                                    "' is not listed, nor anyone past the bound in any channel (logged once)");
+}
+
+inline void hub::presence_leave(const session* s, const std::string& channel) {
+    if (s->presence() == session::presence_role::none || s->who().anonymous()) return;
+    const bool shared = backplane_->shares_presence();
+    presence_.leave(channel, s, [&](const std::string& user) {
+        if (shared) backplane_->presence_leave(channel, user);
+        else presence_.tell_locked(channel, protocol::make_presence_event(channel, {false, {user, {}}}));
+    });
+}
+
+inline void hub::presence_changed(std::string_view channel, const presence_event& e) {
+    presence_.tell(channel, protocol::make_presence_event(std::string(channel), e));
+}
+
+inline std::vector<presence_member> hub::presence(std::string_view channel, std::error_code& ec) {
+    ec.clear();
+    if (auto e = validate_channel(channel)) { ec = e; return {}; }
+    if (!backplane_->shares_presence()) return presence_.members(channel);
+    return detail::wait_for<std::vector<presence_member>>([&](presence_handler done) {
+        backplane_->presence(std::string(channel), std::move(done));
+    }, opts_.publish_timeout, ec);
+}
+
+inline std::vector<presence_member> hub::presence(std::string_view channel) {
+    std::error_code ec;
+    auto m = presence(channel, ec);
+    detail::throw_if(ec, "herald::hub::presence");
+    return m;
+}
+
+inline void hub::async_presence(std::string channel, presence_handler done) {
+    if (auto e = validate_channel(channel)) return done(e, {});
+    if (!backplane_->shares_presence()) return done({}, presence_.members(channel));
+    backplane_->presence(std::move(channel), std::move(done));
 }
 
 inline void hub::log(log_level level, const std::string& text) const {

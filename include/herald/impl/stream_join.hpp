@@ -67,6 +67,7 @@ inline void hub::remove_subscriber(const std::string& channel, const session* s)
 
 inline void hub::finish_subscribe(const std::string& name, std::uint64_t token, std::error_code ec, fetch_result r) {
     std::optional<repair> rep;
+    session_ptr failed;
     {
         auto ch = channels_.find(name);
         if (!ch) return;
@@ -78,11 +79,13 @@ inline void hub::finish_subscribe(const std::string& name, std::uint64_t token, 
         if (ec) {
             p.s->remove_channel(name);
             p.s->push(protocol::make_error(ec, name, p.request_id));
+            failed = p.s;
         } else {
             rep = join(*ch, name, p, r);
         }
         settle(*ch);
     }
+    if (failed) presence_leave(failed.get(), name);  // not followed: not listed either
     if (rep) refetch(name, std::move(*rep));
 }
 

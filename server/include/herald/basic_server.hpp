@@ -238,6 +238,14 @@ public:
     }
     position publish(std::string_view channel, std::string_view data) { return hub_.publish(channel, data); }
 
+    /// Who is in a channel now (herald.v2 presence): one member per principal, over every
+    /// server with Redis; see hub::presence. Safe from any thread (it may block up to
+    /// hub_options::publish_timeout with Redis: not from an I/O thread's handler).
+    std::vector<presence_member> presence(std::string_view channel, std::error_code& ec) {
+        return hub_.presence(channel, ec);
+    }
+    std::vector<presence_member> presence(std::string_view channel) { return hub_.presence(channel); }
+
 private:
     template <std::size_t... I>
     void make_transports(std::index_sequence<I...>) {

@@ -188,12 +188,23 @@ public:
     void fetch(std::string channel, std::optional<position> since, fetch_handler done) {
         engines_[shard_of(channel)]->fetch(std::move(channel), std::move(since), std::move(done));
     }
+    /// Presence, shared by every server on this Redis (backplanes/redis/README.md, "Presence").
+    void presence_join(std::string channel, std::string user, std::string info) {
+        engines_[shard_of(channel)]->presence_join(std::move(channel), std::move(user), std::move(info));
+    }
+    void presence_leave(std::string channel, std::string user) {
+        engines_[shard_of(channel)]->presence_leave(std::move(channel), std::move(user));
+    }
+    void presence(std::string channel, presence_handler done) {
+        engines_[shard_of(channel)]->presence(std::move(channel), std::move(done));
+    }
 
 private:
     std::vector<std::shared_ptr<detail::redis_engine>> engines_;  // one per shard, never empty
 };
 
 static_assert(is_backplane_v<redis>, "herald: redis must meet the Backplane requirements");
+static_assert(has_presence_v<redis>, "herald: redis shares presence");
 
 /// The Redis backplane on an io_context and a thread of its own. For a server that runs its
 /// own I/O threads: a blocking publish() made from one of the server's handlers then waits on

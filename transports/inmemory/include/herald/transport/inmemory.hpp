@@ -217,6 +217,8 @@ private:
             }
             s->cv.notify_one();
         });
+        // In-process clients last as WebSockets do, and read every frame: they hear presence.
+        peer_.take_part_in_presence(session::presence_role::listener);
     }
 
     std::error_code subscribe_(std::string_view channel, std::optional<position> since) {

@@ -288,6 +288,10 @@ private:
         if (!c) return;
         peer_ = herald::peer(t_.ctx_.hub, std::move(*who_), c->waker(), version_);
         who_.reset();
+        // A WebSocket lasts: its principal is listed in presence; a herald.v2 client also
+        // hears join/leave and may ask the members (a v1 client knows no such frames).
+        peer_.take_part_in_presence(peer_.version() >= 2 ? session::presence_role::listener
+                                                         : session::presence_role::member);
         counted_ = true;
         t_.ctx_.metrics.websockets_open.fetch_add(1, std::memory_order_relaxed);
         t_.ctx_.metrics.websockets_opened.fetch_add(1, std::memory_order_relaxed);

@@ -31,6 +31,7 @@
 #include <deque>
 #include <future>
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -75,6 +76,7 @@ public:
             attached_ = true;
             sink_ = &sink;
             limits_ = sink.history_limits();
+            presence_opts_ = sink.presence_limits();
             log_ = sink.logger();
         }
         set_state(state::connecting);
@@ -123,6 +125,37 @@ public:
         submit(std::move(r));
     }
 
+    // ---- presence (redis_scripts::presence explains the keys) ------------------------------
+
+    /// This server has `user` in `channel`: recorded in Redis now and renewed until
+    /// presence_leave (fire and forget: while the link is down, the next link_up records it).
+    void presence_join(std::string channel, std::string user, std::string info) {
+        asio::post(strand_, [self = shared_from_this(), channel = std::move(channel), user = std::move(user),
+                             info = std::move(info)]() mutable {
+            auto& here = self->mine_[channel];
+            here[user] = info;
+            if (self->current() == state::connected) self->presence_run(channel, "join", {user, info});
+        });
+    }
+
+    void presence_leave(std::string channel, std::string user) {
+        asio::post(strand_, [self = shared_from_this(), channel = std::move(channel), user = std::move(user)] {
+            auto it = self->mine_.find(channel);
+            if (it == self->mine_.end() || !it->second.erase(user)) return;
+            if (it->second.empty()) self->mine_.erase(it);
+            if (self->current() == state::connected) self->presence_run(channel, "leave", {user});
+        });
+    }
+
+    /// Reads `channel`'s members over every server; `done` runs once.
+    void presence(std::string channel, presence_handler done) {
+        auto r = std::make_shared<request>();
+        r->channel = std::move(channel);
+        r->on_presence = std::move(done);
+        r->by_eval = true;
+        submit(std::move(r));
+    }
+
     state current() const noexcept { return state_.load(std::memory_order_acquire); }
 
     bool wait_connected(std::chrono::milliseconds timeout) const {
@@ -158,10 +191,12 @@ private:
         std::string channel;
         std::string data;                // publish
         std::optional<position> since;   // fetch
-        publish_handler on_published;    // one of the two is set
+        publish_handler on_published;    // one of the three is set
         fetch_handler on_fetched;
+        presence_handler on_presence;
         bool by_eval = false;            // Redis had lost the script (NOSCRIPT): send its text
         bool is_publish() const { return static_cast<bool>(on_published); }
+        bool is_presence() const { return static_cast<bool>(on_presence); }
     };
     using request_ptr = std::shared_ptr<request>;
 
@@ -210,7 +245,10 @@ private:
 
     /// Calls the handler of a request with an error.
     void finish(request& r, std::error_code ec) {
-        if (r.is_publish()) {
+        if (r.is_presence()) {
+            fetch_errors_.fetch_add(1, std::memory_order_relaxed);
+            r.on_presence(ec, {});
+        } else if (r.is_publish()) {
             publish_errors_.fetch_add(1, std::memory_order_relaxed);
             r.on_published(ec, {});
         } else {
@@ -240,6 +278,7 @@ private:
         if (current() == state::connecting) return queued_.push_back(id);
         if (current() != state::connected) return fail(id, error::backplane_unavailable);
         if (r->is_publish()) return send(id, *r);
+        if (r->is_presence()) return presence_send(id, r->channel, "read", {});
         follow& f = subscribe(r->channel);
         if (f.confirmed) send(id, *r);
         else f.waiting.push_back(id);
@@ -340,6 +379,11 @@ private:
             request_ptr r = take(id);
             if (!r) return;
             if (rep->type == REDIS_REPLY_ERROR) return finish(*r, error::backplane_unavailable);
+            if (r->is_presence()) {
+                std::vector<presence_member> members;
+                if (!read_members(rep, members)) return finish(*r, error::backplane_unavailable);
+                return r->on_presence({}, std::move(members));
+            }
             if (r->is_publish()) {
                 position pos;
                 if (!read_position(rep, pos)) return finish(*r, error::backplane_unavailable);
@@ -378,6 +422,18 @@ private:
     }
 
     static bool is_string(const redisReply* r) { return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS; }
+
+    // {user, info, ...}, sorted here by user
+    static bool read_members(const redisReply* rep, std::vector<presence_member>& out) {
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements % 2 != 0) return false;
+        for (std::size_t i = 0; i < rep->elements; i += 2) {
+            if (!is_string(rep->element[i]) || !is_string(rep->element[i + 1])) return false;
+            out.push_back({std::string(rep->element[i]->str, rep->element[i]->len),
+                           std::string(rep->element[i + 1]->str, rep->element[i + 1]->len)});
+        }
+        std::sort(out.begin(), out.end(), [](const presence_member& a, const presence_member& b) { return a.user < b.user; });
+        return true;
+    }
 
     // {epoch, offset}
     static bool read_position(const redisReply* rep, position& pos) {
@@ -528,10 +584,11 @@ private:
             unsubscribe(channel);
     }
 
-    // "<epoch> <offset> <data>", as the publish script sends it
+    // "<epoch> <offset> <data>", as the publish script sends it; or a presence change
     void received(const std::string& channel, const redisReply* payload) {
         if (!is_string(payload) || !followed_.count(channel)) return;
         const std::string_view text(payload->str, payload->len);
+        if (!text.empty() && text[0] == '!') return presence_received(channel, text);
         const std::size_t a = text.find(' ');
         const std::size_t b = a == std::string_view::npos ? a : text.find(' ', a + 1);
         if (b == std::string_view::npos || a == 0 || b == a + 1) return;
@@ -542,6 +599,66 @@ private:
         }
         received_.fetch_add(1, std::memory_order_relaxed);
         if (!to_sink([&](backplane_sink& s) { return s.deliver(channel, pos, text.substr(b + 1)); })) unsubscribe(channel);
+    }
+
+    // "!j<len> <user><info>" or "!l<len> <user>" (redis_scripts::presence)
+    void presence_received(const std::string& channel, std::string_view text) {
+        if (text.size() < 4 || (text[1] != 'j' && text[1] != 'l')) return;
+        const std::size_t sp = text.find(' ', 2);
+        if (sp == std::string_view::npos || sp == 2) return;
+        std::size_t len = 0;
+        for (char c : text.substr(2, sp - 2)) {
+            if (c < '0' || c > '9' || len > text.size()) return;
+            len = len * 10 + static_cast<std::size_t>(c - '0');
+        }
+        if (text.size() - sp - 1 < len) return;
+        presence_event e;
+        e.joined = text[1] == 'j';
+        e.member.user = std::string(text.substr(sp + 1, len));
+        if (e.joined) e.member.info = std::string(text.substr(sp + 1 + len));
+        to_sink([&](backplane_sink& s) {
+            s.presence_changed(channel, e);
+            return true;
+        });
+    }
+
+    // On the strand: runs the presence script on `channel` for `op`, its answer unread (a
+    // lost one is made good by the next renewal, or by the expiry of the entries).
+    void presence_run(const std::string& channel, std::string_view op, std::vector<std::string> args) {
+        presence_send(0, channel, op, std::move(args));
+    }
+
+    void presence_send(std::uint64_t id, const std::string& channel, std::string_view op, std::vector<std::string> args) {
+        const std::string base = opts_.key_prefix + "{" + channel + "}:presence";
+        const std::string info = base + "-info", count = base + "-count";
+        const std::string pubsub = opts_.key_prefix + channel;
+        const std::string ttl = std::to_string(std::max<long long>(presence_opts_.ttl.count(), 1));
+        const std::string max = std::to_string(presence_opts_.max_members);
+        std::vector<std::string_view> argv{"EVAL", redis_scripts::presence, "3", base, info, count, pubsub, ttl, server_id_, max, op};
+        for (const std::string& a : args) argv.push_back(a);
+        command(cmd_, &on_reply, id, argv);
+    }
+
+    // On the strand, connected: renews this server's entries, or looks for expired ones.
+    void presence_tick(clock::time_point now) {
+        if (now - last_presence_renewal_ >= presence_opts_.refresh_interval) {
+            last_presence_renewal_ = now;
+            presence_renew();
+        } else if (now - last_presence_sweep_ >= presence_opts_.sweep_interval) {
+            last_presence_sweep_ = now;
+            for (const auto& entry : mine_) presence_run(entry.first, "sweep", {});
+        }
+    }
+
+    void presence_renew() {
+        for (const auto& [channel, users] : mine_) {
+            std::vector<std::string> args;
+            for (const auto& [user, info] : users) {
+                args.push_back(user);
+                args.push_back(info);
+            }
+            presence_run(channel, "join", std::move(args));
+        }
     }
 
     /// Calls into the hub unless it detached. @returns what `f` returns, true when detached.
@@ -621,6 +738,8 @@ private:
         note(log_level::info, "redis: connected to " + where());
         for (auto& [channel, f] : followed_) sub_command("SUBSCRIBE", channel);
         for (std::uint64_t id : std::exchange(queued_, {})) dispatch(id);
+        last_presence_renewal_ = clock::now();
+        presence_renew();  // a new Redis (failover, restart) learns this server's members again
     }
 
     void post_link_down(std::string why) {
@@ -689,6 +808,7 @@ private:
         close(watch_);
         followed_.clear();
         followed_count_.store(0, std::memory_order_relaxed);
+        mine_.clear();  // Redis drops them at their expiry (presence_options::ttl)
     }
 
     /// Every 50 ms on the strand: timeouts, keep-alive, reconnection.
@@ -712,6 +832,7 @@ private:
                 last_prune_ = now;
                 prune();
             }
+            if (!mine_.empty()) presence_tick(now);
             break;
         case state::reconnecting:
             if (cmd_.ac || sub_.ac || ask_.ac) {  // an attempt is under way
@@ -894,6 +1015,7 @@ private:
     backplane_sink* sink_ = nullptr;
     bool attached_ = false;  // once, for the engine's life (guarded by sink_mu_)
     history_options limits_;
+    presence_options presence_opts_;
     log_function log_;
 
     // shared with the hub's threads
@@ -937,6 +1059,10 @@ private:
     std::chrono::milliseconds backoff_;
     int failures_ = 0;
     clock::time_point attempt_started_, next_attempt_, last_ping_, last_prune_;
+    // presence: this server's members, by channel then user (their info); its name in Redis
+    std::unordered_map<std::string, std::map<std::string, std::string>> mine_;
+    const std::string server_id_ = detail::make_epoch();
+    clock::time_point last_presence_renewal_, last_presence_sweep_;
 };
 
 } // namespace herald::detail

@@ -89,4 +89,57 @@ end
 return out
 )lua";
 
+/// Presence (herald.v2). KEYS: entries, info, count. `entries` is a sorted set of
+/// "<server>\n<user>", each scored by when it expires (ms, Redis's clock): a server renews
+/// its own every presence_options::refresh_interval, so the entries of a server that died
+/// expire after presence_options::ttl. `info` maps each member to its info, `count` to its
+/// number of live entries (servers). A member joins when its first entry appears, and leaves
+/// when its last goes (removed, or expired: every run first drops the expired entries); the
+/// change is PUBLISHed on the channel's pub/sub channel, where messages go, as
+/// "!j<len> <user><info>" or "!l<len> <user>" (an epoch never starts with '!'). Atomic: a
+/// join or leave is announced once, by whichever server's run made it.
+/// ARGV: pub/sub channel, ttl (ms), server, max members, op, then for `join` user, info
+/// pairs (new entries, or renewals: a renewal of an entry that expired meanwhile joins
+/// again), for `leave` users; `sweep` only drops expired entries; `read` returns the info
+/// hash (user, info, ...). Keys expire 2 × ttl after the last run on them.
+inline constexpr const char* presence = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+local function gone(user)
+  if redis.call('HINCRBY', KEYS[3], user, -1) <= 0 then
+    redis.call('HDEL', KEYS[3], user)
+    redis.call('HDEL', KEYS[2], user)
+    redis.call('PUBLISH', ARGV[1], '!l' .. string.len(user) .. ' ' .. user)
+  end
+end
+for _, e in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('ZREM', KEYS[1], e)
+  gone(string.sub(e, string.find(e, '\n', 1, true) + 1))
+end
+local op = ARGV[5]
+if op == 'join' then
+  for i = 6, #ARGV - 1, 2 do
+    local user, info = ARGV[i], ARGV[i + 1]
+    local entry = ARGV[3] .. '\n' .. user
+    if redis.call('ZSCORE', KEYS[1], entry) then
+      redis.call('ZADD', KEYS[1], now + ttl, entry)
+    elseif redis.call('HEXISTS', KEYS[3], user) == 1 or redis.call('HLEN', KEYS[3]) < tonumber(ARGV[4]) then
+      redis.call('ZADD', KEYS[1], now + ttl, entry)
+      if redis.call('HINCRBY', KEYS[3], user, 1) == 1 then
+        redis.call('HSET', KEYS[2], user, info)
+        redis.call('PUBLISH', ARGV[1], '!j' .. string.len(user) .. ' ' .. user .. info)
+      end
+    end
+  end
+elseif op == 'leave' then
+  for i = 6, #ARGV do
+    if redis.call('ZREM', KEYS[1], ARGV[3] .. '\n' .. ARGV[i]) == 1 then gone(ARGV[i]) end
+  end
+end
+for k = 1, 3 do redis.call('PEXPIRE', KEYS[k], ttl * 2) end
+if op == 'read' then return redis.call('HGETALL', KEYS[2]) end
+return 0
+)lua";
+
 } // namespace herald::detail::redis_scripts

@@ -1,0 +1,73 @@
+// Presence in the CMS demo, in headless Chromium: alice and bob in two browser contexts, on two
+// demo servers sharing one Redis, see "also here" on every project, live: each other's arrival,
+// and bob's departure (his page closed).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { startServer } from '../protocol/harness.mjs';
+import { startRedis } from '../cluster/support.mjs';
+
+const require = createRequire(new URL('../js/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+
+let browser, redis;
+before(async () => {
+  redis = await startRedis();
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
+           '--no-first-run', '--disable-component-update', '--disable-sync'],
+  });
+});
+after(async () => {
+  await browser?.close();
+  await redis?.stop();
+});
+
+const demo = () => startServer(['--interval-ms', '0', '--heartbeat-ms', '2000', '--redis', `127.0.0.1:${redis.port}`],
+  process.env.HERALD_DEMO);
+
+async function open(base, user) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const logs = [];
+  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+  await page.goto(`${base}/login?user=${user}`);
+  await page.waitForFunction(() => window.demo?.state === 'open', null, { timeout: 10000 });
+  return { page, context, logs };
+}
+
+/** The "also here" line of every project on `page`, '' where it is hidden. */
+const alsoHere = (page) => page.$$eval('.project .here', (els) => els.map((e) => (e.hidden ? '' : e.textContent)));
+
+test('two editors on two servers on one Redis see each other join and leave, on every project', async () => {
+  const [a, b] = [await demo(), await demo()];
+  let alice, bob;
+  try {
+    alice = await open(a.url, 'alice');
+    const projects = (await alsoHere(alice.page)).length;
+    assert.ok(projects >= 3, `the demo shows its projects (${projects})`);
+    assert.deepEqual(await alsoHere(alice.page), Array(projects).fill(''), 'alone: no line');
+
+    const t0 = Date.now();
+    bob = await open(b.url, 'bob');
+    const everywhere = (text) => [...document.querySelectorAll('.project .here')].every((e) => !e.hidden && e.textContent === text);
+    await alice.page.waitForFunction(everywhere, 'also here: Bob', { timeout: 5000 });
+    await bob.page.waitForFunction(everywhere, 'also here: Alice', { timeout: 5000 });
+    console.log(`# presence: bob's page open → "also here: Bob" on alice's page in ${Date.now() - t0} ms (two servers, one Redis)`);
+    assert.equal(await alice.page.evaluate(() => window.demo.herald.protocol), 'herald.v2');
+
+    const t1 = Date.now();
+    await bob.context.close();
+    bob = null;
+    await alice.page.waitForFunction(() => [...document.querySelectorAll('.project .here')].every((e) => e.hidden), null, { timeout: 5000 });
+    console.log(`# presence: bob's page closed → gone from alice's page in ${Date.now() - t1} ms`);
+    assert.deepEqual(alice.logs.filter((l) => /^(error|warning|pageerror)/.test(l)), [], 'a clean console');
+  } finally {
+    await alice?.context.close();
+    await bob?.context.close();
+    await a.stop();
+    await b.stop();
+  }
+});
