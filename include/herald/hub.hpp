@@ -210,8 +210,9 @@ public:
     /// Expires old history and forgets channels with neither history nor subscribers. The
     /// next publish on one that held messages starts a new epoch; one that never did comes
     /// back in the same epoch (nothing was lost: a resume from its head {epoch, 0} recovers).
+    /// Tells the `leave` of presence members whose linger is over (presence_options::linger).
     /// Servers call it about once a second.
-    void sweep() { channels_.sweep(std::chrono::steady_clock::now()); }
+    void sweep();
 
     /// The hub's counters now (hub_stats). Walks every channel, taking each one's lock
     /// briefly: for metrics and tests, not for every request.
@@ -231,6 +232,7 @@ private:
     void log(log_level level, const std::string& text) const;
     void presence_join(const session_ptr& s, const std::string& channel);
     void presence_leave(const session* s, const std::string& channel);
+    void presence_gone(const std::string& channel, const std::string& user);
 
     // The subscribe/resume/repair state machine: impl/stream_join.hpp, which explains it.
     static void drop_subscriber(detail::channel_state& ch, const session* s);

@@ -75,6 +75,12 @@ struct presence_options {
     /// Largest principal::presence_info, in bytes of JSON text: larger (or not one JSON value)
     /// is replaced by null, with a warning in the log.
     std::size_t max_info_bytes = 512;
+    /// How long a member stays listed after its last session here ended, before its `leave`
+    /// is told: a page that reconnects (a network blip, a tab taking over the shared
+    /// connection, a long-poll client between two polls) comes back within it, and nobody
+    /// sees it leave and join again. The leave is told by hub::sweep(), which a server calls
+    /// once a second: `linger` to `linger` + 1 s after the last session. 0: at once.
+    std::chrono::milliseconds linger = std::chrono::seconds(5);
     /// Remote backplane: a server's entries live this long in Redis unless refreshed. A server
     /// killed without a goodbye drops out of every channel within `ttl` + `sweep_interval`
     /// (10 s + 2 s by default: the bound stated in backplanes/redis/README.md).

@@ -168,10 +168,10 @@ public:
 
     // ---- presence (herald.v2) -----------------------------------------------------------
 
-    /// How this peer's session takes part in presence (session::presence_role): a transport
-    /// whose sessions last (WebSocket, in-memory) calls it before the first subscribe, with
-    /// `listener` when the client speaks herald.v2 (it hears `join`/`leave` and may ask
-    /// `presence`), `member` when it does not. A long-poll's sessions stay `none`.
+    /// How this peer's session takes part in presence (session::presence_role), called by
+    /// the transport before the first subscribe: `listener` when the client hears
+    /// `join`/`leave` and may ask `presence` (a herald.v2 WebSocket, in-memory), `member` when
+    /// it does not (a herald.v1 WebSocket, a poll).
     void take_part_in_presence(session::presence_role role) noexcept {
         if (session_) session_->set_presence_role(role);
     }

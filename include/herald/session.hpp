@@ -47,11 +47,11 @@ public:
     session(const session&) = delete;
     session& operator=(const session&) = delete;
 
-    /// How a session takes part in presence (herald.v2). `none`: not listed (the default; a
-    /// long-poll's short-lived sessions, which would join and leave at every poll);
+    /// How a session takes part in presence (herald.v2). `none`: not listed (the default);
     /// `member`: listed while subscribed to a channel that carries presence (a herald.v1
-    /// WebSocket, which cannot hear `join`/`leave`); `listener`: listed, and hears the
-    /// channel's `join` and `leave` (herald.v2).
+    /// WebSocket, which cannot hear `join`/`leave`; a poll, whose session lasts one poll and
+    /// whose principal presence_options::linger keeps listed until the next);
+    /// `listener`: listed, and hears the channel's `join` and `leave` (herald.v2 WebSocket).
     enum class presence_role : std::uint8_t { none, member, listener };
 
     /// Set by the transport before the session subscribes (peer::take_part_in_presence).

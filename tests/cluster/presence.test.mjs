@@ -14,7 +14,8 @@ let redis;
 before(async () => { redis = await startRedis(); });
 after(async () => { await redis?.stop(); });
 
-const heraldArgs = () => ['--redis', `127.0.0.1:${redis.port}`, '--heartbeat-ms', '2000'];
+// A leave is told `linger` after the last session (1 s here; 5 s by default: the core tests).
+const heraldArgs = () => ['--redis', `127.0.0.1:${redis.port}`, '--heartbeat-ms', '2000', '--presence-linger-ms', '1000'];
 const BOUND_MS = 15000;
 
 /** A herald.js tab of `user` on `server`, in presence channel `channel`, recording what its app hears. */
@@ -123,5 +124,37 @@ test('a herald.v1 client is listed but hears no presence frame, and its presence
   } finally {
     alice?.h.close();
     await a.stop();
+  }
+});
+
+test('a long-poll user whose polls alternate between two servers is one member: one join, no flicker, one leave after the linger', async () => {
+  const [a, b] = [await startServer(heraldArgs()), await startServer(heraldArgs())];
+  let alice;
+  try {
+    alice = await tab(a, 'alice', 'room.4');
+    // erin's page polls (herald.v2) through a balancer with no sticky sessions: a, b, a, b…
+    let cursor = null;
+    const t0 = Date.now();
+    for (let i = 0; i < 8; i++) {
+      const server = i % 2 ? b : a;
+      const res = await fetch(`${server.url}/herald/poll?user=erin`, {
+        method: 'POST', body: JSON.stringify({ channels: { 'room.4': cursor }, timeout: 200, protocols: ['herald.v2', 'herald.v1'] }),
+      });
+      assert.equal(res.status, 200);
+      const body = await res.json();
+      for (const f of body.frames) if (f.type === 'subscribed' || f.type === 'message') cursor = { epoch: f.epoch, offset: f.offset };
+      assert.equal(body.frames.filter((f) => f.type === 'join' || f.type === 'leave').length, 0, 'a poller hears no presence');
+    }
+    await waitFor(() => alice.heard.includes('join erin'), 5000, 'alice hears erin join');
+    assert.deepEqual(await cmsView(b, 'room.4'), ['alice', 'erin']);
+    assert.deepEqual(alice.heard, ['join erin'], `one join over ${Date.now() - t0} ms of polls on two servers, no leave between them`);
+    // erin's page closes: her last poll is answered, and she leaves once the linger (1 s) is over.
+    await waitFor(() => alice.heard.includes('leave erin'), 6000, 'alice hears erin leave');
+    assert.deepEqual(alice.heard, ['join erin', 'leave erin']);
+    assert.deepEqual(await cmsView(a, 'room.4'), ['alice']);
+  } finally {
+    alice?.h.close();
+    await a.stop();
+    await b.stop();
   }
 });

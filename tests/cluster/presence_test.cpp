@@ -28,6 +28,7 @@ herald::hub_options quick() {
     o.presence.ttl = 1500ms;
     o.presence.refresh_interval = 400ms;
     o.presence.sweep_interval = 200ms;
+    o.presence.linger = 0ms;  // leaves told at once (the core tests cover the linger)
     return o;
 }
 

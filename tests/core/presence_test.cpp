@@ -9,7 +9,9 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 using herald::frame_type;
@@ -33,6 +35,14 @@ struct presence_rules {
         return p.id != "carol" && rules.may_presence(p, c);
     }
 };
+
+// Leaves told at once (presence_options::linger 0), so that each step shows its event; the
+// linger has its own test.
+herald::hub_options at_once() {
+    herald::hub_options o;
+    o.presence.linger = std::chrono::milliseconds(0);
+    return o;
+}
 
 herald::principal user(std::string id, std::string info = {}) {
     herald::principal p{std::move(id)};
@@ -60,7 +70,7 @@ std::vector<std::string> users(const std::vector<herald::presence_member>& m) {
 } // namespace
 
 TEST_CASE("presence: a principal with several sessions is one member, join and leave are told once") {
-    herald::hub hub;
+    herald::hub hub(at_once());
     hub.set_authorizer(presence_rules{});
     herald::transport::inmemory mem(hub);
     auto watcher = mem.connect(user("bob", R"({"name":"Bob"})"));
@@ -99,7 +109,7 @@ TEST_CASE("presence: a principal with several sessions is one member, join and l
 }
 
 TEST_CASE("presence: the client's presence request is answered with the members, once per principal") {
-    herald::hub hub;
+    herald::hub hub(at_once());
     hub.set_authorizer(presence_rules{});
     herald::transport::inmemory mem(hub);
     auto a = mem.connect(user("alice", R"({"name":"Alice"})"));
@@ -122,7 +132,7 @@ TEST_CASE("presence: the client's presence request is answered with the members,
 
 TEST_CASE("presence: the authorizer decides, without a presence check it is off") {
     SECTION("refused: not listed, hears nothing, its request is forbidden; a bystander is still served") {
-        herald::hub hub;
+        herald::hub hub(at_once());
         hub.set_authorizer(presence_rules{});
         herald::transport::inmemory mem(hub);
         auto alice = mem.connect(user("alice"));
@@ -144,7 +154,7 @@ TEST_CASE("presence: the authorizer decides, without a presence check it is off"
         CHECK(events(drain(alice)) == std::vector<std::string>{"join alice", "join bob"});
     }
     SECTION("rule_authorizer: a subscribe rule alone carries no presence") {
-        herald::hub hub;
+        herald::hub hub(at_once());
         herald::rule_authorizer auth;
         auth.allow(herald::action::subscribe, "projects.*");
         auth.allow(herald::action::presence, "projects.1");
@@ -162,7 +172,7 @@ TEST_CASE("presence: the authorizer decides, without a presence check it is off"
             std::optional<herald::principal> authenticate(const herald::request_info&) const { return herald::principal{}; }
             bool may(const herald::principal&, herald::action, std::string_view) const { return true; }
         };
-        herald::hub hub;
+        herald::hub hub(at_once());
         hub.set_authorizer(old_rules{});
         herald::transport::inmemory mem(hub);
         auto a = mem.connect(user("alice"));
@@ -174,7 +184,7 @@ TEST_CASE("presence: the authorizer decides, without a presence check it is off"
 }
 
 TEST_CASE("presence: bounds on members per channel and on info, anonymous and role-less sessions are not listed") {
-    herald::hub_options o;
+    herald::hub_options o = at_once();
     o.presence.max_members = 3;
     o.presence.max_info_bytes = 32;
     std::vector<std::string> logged;
@@ -216,4 +226,46 @@ TEST_CASE("presence: bounds on members per channel and on info, anonymous and ro
     CHECK(hub.presence("projects.3").empty());
     // ...and a presence request from a session that is no listener (a herald.v1 client) is an unknown frame.
     CHECK(poll.apply(R"({"type":"presence","channel":"projects.3"})") == herald::error::unknown_frame_type);
+}
+
+TEST_CASE("presence: a member lingers after its last session: back within the linger, nobody hears it leave") {
+    using namespace std::chrono_literals;
+    herald::hub_options o;
+    o.presence.linger = 300ms;
+    herald::hub hub(o);
+    hub.set_authorizer(presence_rules{});
+    herald::transport::inmemory mem(hub);
+    auto watcher = mem.connect(user("bob"));
+    REQUIRE_FALSE(watcher.subscribe("projects.1"));
+    auto alice = mem.connect(user("alice"));
+    REQUIRE_FALSE(alice.subscribe("projects.1"));
+    CHECK(events(drain(watcher)) == std::vector<std::string>{"join bob", "join alice"});
+
+    // alice's page reconnects (a blip, another tab taking over, the next long-poll): her
+    // last session ends, a new one comes before the linger is over. Nothing is told.
+    alice.close();
+    hub.sweep();
+    CHECK(users(hub.presence("projects.1")) == std::vector<std::string>{"alice", "bob"});
+    auto again = mem.connect(user("alice"));
+    REQUIRE_FALSE(again.subscribe("projects.1"));
+    hub.sweep();
+    CHECK(events(drain(watcher)).empty());
+
+    // She goes for good: listed until the linger is over, then told gone once, by a sweep.
+    again.close();
+    hub.sweep();
+    CHECK(events(drain(watcher)).empty());
+    CHECK(users(hub.presence("projects.1")) == std::vector<std::string>{"alice", "bob"});
+    std::this_thread::sleep_for(400ms);
+    CHECK(events(drain(watcher)).empty());  // told by the sweep, not by time alone
+    hub.sweep();
+    hub.sweep();
+    CHECK(events(drain(watcher)) == std::vector<std::string>{"leave alice"});
+    CHECK(users(hub.presence("projects.1")) == std::vector<std::string>{"bob"});
+
+    // The listener itself goes: the channel is forgotten once its linger is over.
+    watcher.close();
+    std::this_thread::sleep_for(400ms);
+    hub.sweep();
+    CHECK(hub.stats().presence_channels == 0);
 }

@@ -44,9 +44,11 @@ function assertSameShape(real, example, what) {
   for (const k of Object.keys(example)) assert.equal(typeOf(real[k]), typeOf(example[k]), `${what}: the type of ${k}`);
 }
 
+// A presence member's leave is told 200 ms after its last session (5 s by default).
+const serverArgs = ['--heartbeat-ms', '1000', '--drain-spread-ms', '3000', '--presence-linger-ms', '200'];
 let server;
 before(async () => {
-  server = await startServer(['--heartbeat-ms', '1000', '--drain-spread-ms', '3000']);
+  server = await startServer(serverArgs);
 });
 after(async () => { await server.stop(); });
 
@@ -87,7 +89,7 @@ test('server frames: each example has the fields and types the server sends', as
   const stopped = server.stop();  // a drain: every connection gets `reconnect`
   assertSameShape(await c.frame((f) => f.type === 'reconnect', 5000), examples.reconnect, 'reconnect');
   await stopped;
-  server = await startServer(['--heartbeat-ms', '1000']);
+  server = await startServer(serverArgs);
 });
 
 test("server frames: the table's fields are the fields the server sends, for every frame type", async () => {
@@ -122,7 +124,7 @@ test("server frames: the table's fields are the fields the server sends, for eve
   const stopped = server.stop();
   seen.push(await c.frame((f) => f.type === 'reconnect', 5000));
   await stopped;
-  server = await startServer(['--heartbeat-ms', '1000']);
+  server = await startServer(serverArgs);
 
   for (const f of seen) {
     const { required, optional } = table[f.type];

@@ -50,6 +50,8 @@ test('metrics: what real traffic shows, and promtool finds the text valid', asyn
   await c.open();
   c.send({ type: 'subscribe', channel });
   await c.frame((f) => f.type === 'subscribed');
+  c.send({ type: 'subscribe', channel: 'room.metrics', id: 7 });  // a presence channel: ann is listed
+  await c.frame((f) => f.type === 'subscribed' && f.id === 7);
   c.send({ type: 'subscribe', channel: 'user.someone-else.private' });  // forbidden: an error frame
   await c.frame((f) => f.type === 'error' && f.code === 'forbidden');
   const before = await (await scrape()).text();
@@ -60,6 +62,8 @@ test('metrics: what real traffic shows, and promtool finds the text valid', asyn
   assert.ok(!text.includes('metrics-secret-name'), 'no channel name in the metrics');
   assert.equal(sample(text, 'herald_clients{transport="websocket"}'), 1);
   assert.ok(sample(text, 'herald_subscriptions') >= 1);
+  assert.equal(sample(text, 'herald_presence_members'), 1);
+  assert.equal(sample(text, 'herald_presence_channels'), 1);
   assert.ok(sample(text, 'herald_channels') >= 1);
   assert.equal(sample(text, 'herald_messages_published_total') - sample(before, 'herald_messages_published_total'), 5);
   assert.ok(sample(text, 'herald_messages_delivered_total') - sample(before, 'herald_messages_delivered_total') >= 5);

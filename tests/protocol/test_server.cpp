@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
     herald::server_options opts;
     opts.port = 0;
     long heartbeat_ms = 25000, drain_spread_ms = 1000, drain_timeout_ms = 3000;
+    long presence_linger_ms = static_cast<long>(herald::presence_options{}.linger.count());
     long header_timeout_ms = opts.header_timeout.count(), body_timeout_ms = opts.body_timeout.count();
     long frame_timeout_ms = opts.websocket_frame_timeout.count();
     bool websocket = true, longpoll = true;
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
     app.add_option("--queue", opts.hub.session.max_queued_messages, "session_options::max_queued_messages, frames");
     app.add_option("--history", opts.hub.history.max_messages, "history_options::max_messages, messages per channel");
     app.add_option("--drain-spread-ms", drain_spread_ms, "server_options::drain_spread, milliseconds");
+    app.add_option("--presence-linger-ms", presence_linger_ms, "presence_options::linger, milliseconds");
     app.add_option("--drain-timeout-ms", drain_timeout_ms, "server_options::drain_timeout, milliseconds");
     app.add_option("--origin", origins, "allowed origin (repeatable)");
     app.add_option("--publish-secret", opts.publish_secret, "server-to-server publishing with this Bearer secret");
@@ -87,6 +89,7 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
     opts.heartbeat = std::chrono::milliseconds(heartbeat_ms);
     opts.drain_spread = std::chrono::milliseconds(drain_spread_ms);
+    opts.hub.presence.linger = std::chrono::milliseconds(presence_linger_ms);
     opts.drain_timeout = std::chrono::milliseconds(drain_timeout_ms);
     opts.allowed_origins = origins;
     opts.header_timeout = std::chrono::milliseconds(header_timeout_ms);

@@ -8,6 +8,7 @@
 #include <herald/session.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <map>
 #include <mutex>
@@ -25,6 +26,8 @@ namespace herald::detail {
 // were made.
 class presence_table {
 public:
+    using clock = std::chrono::steady_clock;
+
     explicit presence_table(std::size_t max_members) : max_members_(max_members) {}
 
     /// Lists session `s` in `channel`: `first(member)` runs when it is its principal's first
@@ -43,18 +46,23 @@ public:
             it = ch.members.emplace(s->who().id, member_entry{info, {}}).first;
         }
         member_entry& m = it->second;
-        const bool was_empty = m.sessions.empty();
+        // A member that lingers (its last session ended less than `linger` ago) is back: it
+        // was never told gone, so it is not told again.
+        const bool announce = m.sessions.empty() && !m.lingering;
+        m.lingering = false;
         if (std::find(m.sessions.begin(), m.sessions.end(), s.get()) == m.sessions.end()) m.sessions.push_back(s.get());
         if (listens && std::find(ch.listeners.begin(), ch.listeners.end(), s) == ch.listeners.end())
             ch.listeners.push_back(s);
-        if (was_empty) first(presence_member{it->first, m.info});
+        if (announce) first(presence_member{it->first, m.info});
         return true;
     }
 
-    /// Unlists `s` from `channel`: `last(user)` runs when it was its principal's last session
-    /// here. Nothing happens for a session that was not listed.
+    /// Unlists `s` from `channel`. When it was its principal's last session here, the member
+    /// lingers until sweep() past `now` + `linger` (a session of the same principal joining
+    /// meanwhile keeps it, untold); with `linger` 0 `last(user)` runs at once. Nothing
+    /// happens for a session that was not listed.
     template <class Last>
-    void leave(const std::string& channel, const session* s, Last&& last) {
+    void leave(const std::string& channel, const session* s, clock::time_point now, clock::duration linger, Last&& last) {
         std::lock_guard<std::mutex> lock(mu_);
         auto c = channels_.find(channel);
         if (c == channels_.end()) return;
@@ -68,7 +76,10 @@ public:
             const auto at = std::find(ss.begin(), ss.end(), s);
             if (at != ss.end()) {
                 ss.erase(at);
-                if (ss.empty()) {
+                if (ss.empty() && linger > clock::duration::zero()) {
+                    it->second.lingering = true;
+                    it->second.gone_at = now + linger;
+                } else if (ss.empty()) {
                     const std::string user = it->first;
                     ch.members.erase(it);
                     last(user);
@@ -76,6 +87,27 @@ public:
             }
         }
         if (ch.members.empty() && ch.listeners.empty()) channels_.erase(c);
+    }
+
+    /// Ends the members whose linger is over: `last(channel, user)` runs for each, under the
+    /// table's lock as leave()'s does.
+    template <class Last>
+    void sweep(clock::time_point now, Last&& last) {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (auto c = channels_.begin(); c != channels_.end();) {
+            auto& ms = c->second.members;
+            for (auto it = ms.begin(); it != ms.end();) {
+                if (it->second.lingering && it->second.gone_at <= now) {
+                    const std::string user = it->first;
+                    it = ms.erase(it);
+                    last(c->first, user);
+                } else {
+                    ++it;
+                }
+            }
+            if (ms.empty() && c->second.listeners.empty()) c = channels_.erase(c);
+            else ++c;
+        }
     }
 
     /// Queues `f` to every session that hears `channel`'s presence (those closed are dropped).
@@ -116,6 +148,8 @@ private:
     struct member_entry {
         std::string info;                     // of the session that made it a member
         std::vector<const session*> sessions; // its sessions here, each once
+        bool lingering = false;               // no session here since gone_at - linger
+        clock::time_point gone_at{};          // when a lingering member is told gone
     };
     struct channel_entry {
         std::map<std::string, member_entry> members;  // by principal id: members() comes sorted

@@ -206,11 +206,21 @@ inline void hub::presence_join(const session_ptr& s, const std::string& channel)
 
 inline void hub::presence_leave(const session* s, const std::string& channel) {
     if (s->presence() == session::presence_role::none || s->who().anonymous()) return;
-    const bool shared = backplane_->shares_presence();
-    presence_.leave(channel, s, [&](const std::string& user) {
-        if (shared) backplane_->presence_leave(channel, user);
-        else presence_.tell_locked(channel, protocol::make_presence_event(channel, {false, {user, {}}}));
-    });
+    presence_.leave(channel, s, detail::presence_table::clock::now(), opts_.presence.linger,
+                    [&](const std::string& user) { presence_gone(channel, user); });
+}
+
+// A member's last session left (after its linger): the backplane that shares presence tells
+// every server, else this hub tells its listeners. Runs under the presence table's lock.
+inline void hub::presence_gone(const std::string& channel, const std::string& user) {
+    if (backplane_->shares_presence()) backplane_->presence_leave(channel, user);
+    else presence_.tell_locked(channel, protocol::make_presence_event(channel, {false, {user, {}}}));
+}
+
+inline void hub::sweep() {
+    const auto now = std::chrono::steady_clock::now();
+    channels_.sweep(now);
+    presence_.sweep(now, [&](const std::string& channel, const std::string& user) { presence_gone(channel, user); });
 }
 
 inline void hub::presence_changed(std::string_view channel, const presence_event& e) {

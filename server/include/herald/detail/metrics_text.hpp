@@ -72,6 +72,10 @@ inline std::string metrics_text(const metrics_input& in) {
     p.single("herald_subscriptions", "gauge", "Sessions following a channel now, summed over channels.", u(in.hub.subscriptions));
     p.single("herald_channels", "gauge", "Channels held now (with subscribers or history).", u(in.hub.channels));
     p.single("herald_history_bytes", "gauge", "Bytes kept now in the channels' histories.", u(in.hub.history_bytes));
+    p.single("herald_presence_channels", "gauge", "Channels with presence members or listeners on this server now.",
+             u(in.hub.presence_channels));
+    p.single("herald_presence_members", "gauge", "Presence members listed from this server now, summed over channels.",
+             u(in.hub.presence_members));
     p.single("herald_messages_published_total", "counter", "Messages ordered and delivered to this server's hub.", u(in.hub.published));
     p.single("herald_messages_delivered_total", "counter", "Messages queued to subscribers (replays included).", u(in.hub.deliveries));
     p.single("herald_publish_errors_total", "counter", "Publishes refused (bad input, backplane down).", u(in.hub.publish_errors));

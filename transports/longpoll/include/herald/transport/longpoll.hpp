@@ -244,6 +244,10 @@ inline void longpoll::poll(const net::connection_ptr& c, const http_request& r, 
     // Each channel is a subscribe from its cursor, applied by the peer as a WebSocket's
     // would be: answers and errors (a refused channel) go into the session, in channel order.
     herald::peer p(ctx_.hub, std::move(who), c->waker(), version);
+    // The poller is listed in presence while its polls keep coming: each poll's session ends
+    // with its answer, and the next comes well within presence_options::linger, so nobody
+    // sees it leave and join. It hears no join/leave (a poll is not a place to keep them).
+    p.take_part_in_presence(session::presence_role::member);
     std::map<std::string, std::string> resumed;
     for (protocol::poll_channel& ch : req.channels) {
         if (ch.error) {
