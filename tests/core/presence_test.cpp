@@ -145,7 +145,8 @@ TEST_CASE("presence: the authorizer decides, without a presence check it is off"
         const auto heard = drain(carol);
         CHECK(events(heard).empty());
         CHECK(carol.apply(R"({"type":"presence","channel":"projects.1","id":3})") == herald::error::forbidden);
-        const auto refused = drain(carol).of(frame_type::error);
+        const auto answers = drain(carol);  // of() points into it: keep it alive
+        const auto refused = answers.of(frame_type::error);
         REQUIRE(refused.size() == 1);
         CHECK(refused.front()->code == herald::error::forbidden);
         // carol still gets the channel's messages, as any subscriber.
