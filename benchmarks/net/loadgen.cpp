@@ -107,6 +107,7 @@ struct config {
     unsigned connect_concurrency = 64;
     bool idle = false;          // memory scenario: connect, subscribe, measure RSS, leave
     bool idle_subscribe = true; // idle connections subscribe to their personal channel
+    double hold = 0;            // memory scenario: keep the connections open this long after measuring
     double setup_timeout = 120;
 };
 
@@ -729,6 +730,12 @@ public:
         if (cfg.idle) {
             std::this_thread::sleep_for(std::chrono::milliseconds(1500));
             const long rss_after = cfg.server_pid ? proc_rss_kib(cfg.server_pid) : 0;
+            // Held for benchmarks/idle-100k.sh, which counts every server's connections at once.
+            if (cfg.hold > 0) {
+                std::fprintf(stderr, "netload: %" PRIu64 " ready in %.2f s, holding %.0f s\n", s_.ready.load(), setup_seconds,
+                             std::min(cfg.hold, 600.0));
+                std::this_thread::sleep_for(std::chrono::duration<double>(std::min(cfg.hold, 600.0)));
+            }
             return finish(s_.failed.load() ? 3 : 0, setup_seconds, 0, 0, {}, {}, rss_before, rss_after);
         }
 
@@ -1002,6 +1009,7 @@ int main(int argc, char** argv) {
     app.add_option("--setup-timeout", cfg.setup_timeout);
     app.add_flag("--idle", cfg.idle, "memory scenario: connect, subscribe, sample the server's RSS, leave");
     app.add_flag("!--idle-no-subscribe", cfg.idle_subscribe);
+    app.add_option("--hold", cfg.hold, "idle: seconds to keep the connections open after measuring (at most 600)");
     CLI11_PARSE(app, argc, argv);
     if (transport == "websocket") cfg.transport = netload::transport_kind::websocket;
     else if (transport == "herald-longpoll") cfg.transport = netload::transport_kind::herald_longpoll;
