@@ -64,7 +64,10 @@ struct request_info {
         for (const auto& [k, v] : headers)
             if (k.size() == name.size() &&
                 std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
-                    return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+                    // ASCII only, as HTTP header names are: std::tolower is a call into the C
+                    // locale per character (3 % of a long-poll server's time in a profile).
+                    const auto fold = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; };
+                    return fold(a) == fold(b);
                 }))
                 return v;
         return {};
