@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { launchChromium } from './chromium.mjs';
+import { launchChromium, openDemo } from './chromium.mjs';
 import { startServer, tcpProxy, sleep, freePort } from '../protocol/harness.mjs';
 import { decodePng, countPixels } from './png.mjs';
 import { startNginx } from '../proxy/nginx.mjs';
@@ -24,17 +24,7 @@ after(async () => { await browser?.close(); });
 const extraArgs = (process.env.HERALD_DEMO_ARGS || '').split(' ').filter(Boolean);
 const demo = (args = []) => startServer(['--interval-ms', '0', '--heartbeat-ms', '2000', ...extraArgs, ...args], demoBinary);
 
-/** Opens the demo as `user` at `base`; returns the page and what its console said. */
-async function open(base, user = 'alice') {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  const console = [];
-  page.on('console', (m) => console.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => console.push(`pageerror: ${e.message}`));
-  await page.goto(`${base}/login?user=${user}`);
-  await page.waitForFunction(() => window.demo?.state === 'open', null, { timeout: 10000 });
-  return { page, context, console };
-}
+const open = (base, user) => openDemo(browser, base, user);
 
 /** Another editor's change, made through the CMS's API on `base`. */
 async function setStatus(base, project, item, status, user = 'bob') {
@@ -48,7 +38,7 @@ const statusOf = (page, project, item) => page.$eval(`#item-${project}-${item} .
 
 test('a change published on the server shows on the page within 1 s', async () => {
   const server = await demo();
-  const { page, context, console: logs } = await open(server.url);
+  const { page, context, logs } = await open(server.url);
   try {
     assert.equal(await page.evaluate(() => window.demo.transport), 'websocket');
     assert.deepEqual(logs.filter((l) => /^(error|warning|pageerror)/.test(l)), [], 'a clean console (the favicon is there)');
@@ -107,7 +97,7 @@ test('a server restart: the page reconnects by itself and resyncs (new epoch)', 
 
 test('WebSocket switched off: the page goes straight to long-poll, with no WebSocket error anywhere', async () => {
   const server = await demo(['--no-websocket']);
-  const { page, context, console: logs } = await open(server.url);
+  const { page, context, logs } = await open(server.url);
   try {
     assert.equal(await page.evaluate(() => window.demo.transport), 'longpoll');
     await setStatus(server.url, 1, 1, 'approved');

@@ -3,21 +3,14 @@
 // and bob's departure (his page closed).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { startServer } from '../protocol/harness.mjs';
 import { startRedis } from '../cluster/support.mjs';
-
-const require = createRequire(new URL('../js/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
+import { launchChromium, openDemo } from './chromium.mjs';
 
 let browser, redis;
 before(async () => {
   redis = await startRedis();
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
-           '--no-first-run', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();
@@ -27,16 +20,7 @@ after(async () => {
 const demo = () => startServer(['--interval-ms', '0', '--heartbeat-ms', '2000', '--redis', `127.0.0.1:${redis.port}`],
   process.env.HERALD_DEMO);
 
-async function open(base, user) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  const logs = [];
-  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
-  await page.goto(`${base}/login?user=${user}`);
-  await page.waitForFunction(() => window.demo?.state === 'open', null, { timeout: 10000 });
-  return { page, context, logs };
-}
+const open = (base, user) => openDemo(browser, base, user);
 
 /** The "also here" line of every project on `page`, '' where it is hidden. */
 const alsoHere = (page) => page.$$eval('.project .here', (els) => els.map((e) => (e.hidden ? '' : e.textContent)));
