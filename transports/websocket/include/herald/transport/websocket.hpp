@@ -71,10 +71,10 @@ inline void queue_text_frame(herald::net::connection& c, frame_ptr f) {
 namespace herald::transport {
 
 /// The WebSocket transport (`/herald/ws`, subprotocols `herald.v2` and `herald.v1`: the newest
-/// the client offers, protocol::negotiate; an offer of none known is refused with 400). Close codes: 4000 idle,
-/// 4001 drain (after a `reconnect` frame), 4003 credentials expired (after a
-/// `credentials_expired` error frame), 4008 slow consumer, 1003 binary frame, 1009 frame
-/// over `server_options::max_request_bytes`, 1002/1007 protocol and UTF-8 violations.
+/// the client offers, protocol::negotiate; an offer of none known is refused with 400).
+/// Close codes: 4000 idle, 4001 drain (after a `reconnect` frame), 4003 credentials expired
+/// (after a `credentials_expired` error frame), 4008 slow consumer, 1003 binary frame, 1009
+/// frame over `server_options::max_request_bytes`, 1002/1007 protocol and UTF-8 violations.
 class websocket {
 public:
     static constexpr std::string_view name = "websocket";
@@ -292,7 +292,6 @@ private:
         // hears join/leave and may ask the members (a v1 client knows no such frames).
         peer_.take_part_in_presence(peer_.version() >= 2 ? session::presence_role::listener
                                                          : session::presence_role::member);
-        counted_ = true;
         t_.ctx_.metrics.websockets_open.fetch_add(1, std::memory_order_relaxed);
         t_.ctx_.metrics.websockets_opened.fetch_add(1, std::memory_order_relaxed);
         send(protocol::make_welcome(peer_.session()->id(), t_.ctx_.opts.heartbeat, t_.ctx_.transports, t_.ctx_.server_id, version_));
@@ -385,8 +384,9 @@ private:
         auto c = conn_.lock();
         message_ptr m = t_.messages_->get_message();
         if (!c || !m) return;
+        if (proc_.prepare_close(code, reason, m)) return;  // websocketpp refused it: nothing was sent
         t_.ctx_.metrics.close_sent(static_cast<std::uint16_t>(code));
-        if (!proc_.prepare_close(code, reason, m)) c->write(m->get_header() + m->get_payload());
+        c->write(m->get_header() + m->get_payload());
     }
 
     // Starts the close handshake: our close frame now, the connection ends when the peer
@@ -412,8 +412,9 @@ private:
     }
 
     void finish() {
+        // Open from on_open (which made the session) until here, the one place that ends it.
+        if (peer_.session()) t_.ctx_.metrics.websockets_open.fetch_sub(1, std::memory_order_relaxed);
         peer_.release();
-        if (std::exchange(counted_, false)) t_.ctx_.metrics.websockets_open.fetch_sub(1, std::memory_order_relaxed);
     }
 
     websocket& t_;
@@ -421,7 +422,6 @@ private:
     std::unique_ptr<principal> who_;  // until the handshake is answered (then the peer's)
     detail::websocket_processor proc_;
     herald::peer peer_;  // from the handshake on
-    bool counted_ = false;  // in metrics.websockets_open
     int version_ = 1;       // the protocol version negotiated at the upgrade
     clock::time_point last_rx_, last_tx_;
     std::optional<clock::time_point> closing_since_;
