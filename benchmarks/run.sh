@@ -2,7 +2,7 @@
 # herald's network benchmark: herald against its peers (Node ws, a hand-written websocketpp
 # broadcast server, Socket.IO over polling), same workload, same run, over 127.0.0.1.
 #
-#   benchmarks/run.sh            every scenario, 3 repetitions, interleaved (~15-20 min)
+#   benchmarks/run.sh            every scenario, 3 repetitions, interleaved (~20 min)
 #   benchmarks/run.sh --quick    the main scenarios once, shorter (~3 min)
 #   benchmarks/run.sh --reps N --only 'fanout-1000'   N repetitions of the scenarios matching a regex
 #   benchmarks/run.sh --uws-src DIR [--usockets-src DIR]   also uWebSockets (DIR: its source tree,
@@ -129,6 +129,8 @@ scenarios=(
   "latency-1000-at-1000|herald $uws wspp ws|--connections 1000 --rate 1000"
   "idle-10000|herald $uws wspp ws|--connections 10000 --groups 10000 --idle"
   "longpoll-1000|herald-lp socketio|--connections 1000 --max-inflight 64"
+  # Last, so that --quick's picks above keep their places: issue 14's row against uWebSockets.
+  "fanout-1000-window-16|herald $uws wspp ws|--connections 1000 --window 16"
 )
 if (( quick )); then
   scenarios=("${scenarios[@]:0:4}" "${scenarios[8]}" "${scenarios[9]}" "${scenarios[10]}")
