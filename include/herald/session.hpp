@@ -212,8 +212,10 @@ private:
     // cost ~150 bytes (its bucket array, a node per name) per idle client.
     std::vector<std::string> channels_;
     std::atomic<bool> slow_counted_{false}, closed_counted_{false};  // hub statistics, counted once
-    std::atomic<std::size_t> joining_{0};
+    // Beside the flags above rather than after joining_: 16 bytes less per session (the
+    // allocation falls to a smaller malloc size class).
     std::atomic<presence_role> role_{presence_role::none};
+    std::atomic<std::size_t> joining_{0};
 };
 
 using session_ptr = std::shared_ptr<session>;

@@ -219,7 +219,7 @@ public:
     }
 
 private:
-    enum class state { handshake, open, closing, closed, failed };
+    enum class state : std::uint8_t { handshake, open, closing, closed, failed };
 
     // Validates the upgrade request and answers it (websocketpp's processor does both).
     // websocketpp checks GET, HTTP/1.1, the version and that a Sec-WebSocket-Key is there;
@@ -422,11 +422,13 @@ private:
     detail::websocket_processor proc_;
     herald::peer peer_;  // from the handshake on
     bool counted_ = false;  // in metrics.websockets_open
+    // Here, beside counted_, rather than last: in the padding, 16 bytes less per connection
+    // (the allocation falls to a smaller malloc size class).
+    state state_ = state::handshake;
     int version_ = 1;       // the protocol version negotiated at the upgrade
     clock::time_point last_rx_, last_tx_;
     std::optional<clock::time_point> closing_since_;
     std::optional<clock::time_point> partial_since_;  // a frame began to arrive (and is not whole)
-    state state_ = state::handshake;
 };
 
 inline bool websocket::serve(const net::connection_ptr& c, http_request& r) {
