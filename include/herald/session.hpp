@@ -71,6 +71,15 @@ public:
         return !closed_;
     }
 
+    /// Gives the queue's storage back when nothing waits. take() swaps storage with the
+    /// transport's batch, so a session keeps a buffer after its last message: a transport
+    /// calls this now and then (once a second), so that an idle client keeps none.
+    void trim() {
+        std::vector<frame_ptr> spare;  // freed after the lock
+        std::lock_guard<detail::spin_lock> lock(mu_);
+        if (queue_.empty()) spare.swap(queue_);
+    }
+
     /// Why the session closed (empty while open). error::slow_consumer after an overflow.
     std::error_code close_reason() const {
         std::lock_guard<detail::spin_lock> lock(mu_);

@@ -186,6 +186,7 @@ public:
             return;
         }
         if (!peer_.session()) return;
+        peer_.session()->trim();  // an idle client keeps no queue storage
         // Credentials that expire before the next tick end the session now (pump closes
         // with 4003); before that, the client is asked once to refresh them.
         if (!peer_.check_credentials(principal::clock::now(), net::tick_interval)) return;
