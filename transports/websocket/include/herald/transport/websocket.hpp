@@ -164,8 +164,8 @@ public:
                 break;
             }
         }
-        if (whole) partial_since_.reset();
-        else if (!partial_since_) partial_since_ = last_rx_;
+        if (whole) partial_since_ = unset;
+        else if (partial_since_ == unset) partial_since_ = last_rx_;
         if (scratch.capacity() > 65536) std::string().swap(scratch);
     }
 
@@ -175,13 +175,13 @@ public:
     void on_tick(clock::time_point now) override {
         // A frame begun and not finished in time (server_options::websocket_frame_timeout):
         // a peer that dribbles a frame would hold the connection and its buffer forever.
-        if (partial_since_ && now - *partial_since_ > t_.ctx_.opts.websocket_frame_timeout) {
+        if (partial_since_ != unset && now - partial_since_ > t_.ctx_.opts.websocket_frame_timeout) {
             if (auto c = conn_.lock()) c->close();
             return;
         }
-        if (closing_since_) {
+        if (closing_since_ != unset) {
             // The peer did not complete the close handshake in time.
-            if (now - *closing_since_ > std::chrono::seconds(5))
+            if (now - closing_since_ > std::chrono::seconds(5))
                 if (auto c = conn_.lock()) c->close();
             return;
         }
@@ -393,7 +393,7 @@ private:
     // Starts the close handshake: our close frame now, the connection ends when the peer
     // answers (or after 5 s, see on_tick).
     void close(std::uint16_t code, const std::string& reason) {
-        if (closing_since_) return;
+        if (closing_since_ != unset) return;
         closing_since_ = clock::now();
         if (state_ == state::open) {
             write_close(code, reason);
@@ -428,8 +428,11 @@ private:
     state state_ = state::handshake;
     int version_ = 1;       // the protocol version negotiated at the upgrade
     clock::time_point last_rx_, last_tx_;
-    std::optional<clock::time_point> closing_since_;
-    std::optional<clock::time_point> partial_since_;  // a frame began to arrive (and is not whole)
+    // Times that may be unset, without std::optional's flag and its padding: 16 bytes less
+    // per connection (the allocation falls to a smaller malloc size class).
+    static constexpr clock::time_point unset = clock::time_point::min();
+    clock::time_point closing_since_ = unset;
+    clock::time_point partial_since_ = unset;  // a frame began to arrive (and is not whole)
 };
 
 inline bool websocket::serve(const net::connection_ptr& c, http_request& r) {
