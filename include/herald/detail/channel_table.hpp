@@ -58,10 +58,15 @@ struct channel_state {
             std::memcpy(short_name_, n.data(), n.size());
             name = std::string_view(short_name_, n.size());
         } else {
-            long_name_.reset(new char[n.size()]);
-            std::memcpy(long_name_.get(), n.data(), n.size());
-            name = std::string_view(long_name_.get(), n.size());
+            char* p = new char[n.size()];
+            std::memcpy(p, n.data(), n.size());
+            name = std::string_view(p, n.size());
         }
+    }
+    // A long name is owned through `name` itself rather than a pointer of its own: a channel
+    // per idle client makes every byte here one per connection.
+    ~channel_state() {
+        if (name.data() != short_name_) delete[] name.data();
     }
     channel_state(const channel_state&) = delete;
     channel_state& operator=(const channel_state&) = delete;
@@ -78,7 +83,7 @@ struct channel_state {
     // to the lock the publish takes next, rather than behind a pointer in another line.
     std::mutex mu;
     const std::uint64_t hash;  // of name
-    std::string_view name;     // short_name_ or long_name_
+    std::string_view name;     // in short_name_, or (a longer one) allocated
     char short_name_[48];
     bool dead = false;  // swept: look the channel up again
     // {epoch, head}: the last message given to the live subscribers. With a remote backplane
@@ -93,9 +98,6 @@ struct channel_state {
     // Counted under the channel's lock, summed by stats(): a hub-wide atomic would be a
     // cache line that every publishing core writes, twice per publish.
     std::uint64_t published = 0, deliveries = 0;
-    // Not a std::string: `name` has the size, and a channel per idle client makes every
-    // byte here one per connection.
-    std::unique_ptr<char[]> long_name_;
 };
 
 // Channels are spread over shards so that finding one rarely waits for another thread.

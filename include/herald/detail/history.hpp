@@ -125,7 +125,7 @@ private:
 
     private:
         void grow() {
-            const std::size_t cap = cap_ ? 2 * cap_ : 4;
+            const std::uint32_t cap = cap_ ? 2 * cap_ : 4;
             std::unique_ptr<entry[]> slots(new entry[cap]);
             for (std::size_t i = 0; i < size_; ++i) slots[i] = std::move(slots_[(head_ + i) & (cap_ - 1)]);
             slots_ = std::move(slots);
@@ -137,9 +137,11 @@ private:
             cap_ = head_ = 0;
         }
 
+        // 32-bit counts (2^31 entries would be tens of gigabytes): 8 bytes less in each
+        // channel, with a channel per idle client.
         std::unique_ptr<entry[]> slots_;
-        std::size_t cap_ = 0;  // a power of two (or 0: nothing allocated)
-        std::size_t head_ = 0, size_ = 0;
+        std::uint32_t cap_ = 0;  // a power of two (or 0: nothing allocated)
+        std::uint32_t head_ = 0, size_ = 0;
     };
 
     // Drops the oldest entry from this history's count only. @returns its size.
