@@ -5,6 +5,7 @@
 #include <herald/error.hpp>
 #include <herald/frame.hpp>
 #include <herald/options.hpp>
+#include <herald/detail/inline_function.hpp>
 #include <herald/detail/spin_lock.hpp>
 
 #include <atomic>
@@ -39,7 +40,8 @@ public:
     /// the publisher's thread and possibly under the channel's lock (so that a fan-out wakes
     /// without extra reference counting). It must not block nor call into the hub: post to
     /// the transport's loop or notify a condition variable.
-    using wake_function = std::function<void()>;
+    /// Move-only; a callable of up to two pointers (a std::weak_ptr) is kept without allocating.
+    using wake_function = detail::inline_function;
 
     session(std::string id, principal who, session_options opts, wake_function wake)
         : opts_(opts), wake_(std::move(wake)), id_(std::move(id)), who_(std::move(who)) {}

@@ -76,7 +76,7 @@ public:
 
     /// Joins the connection's wake batch (one I/O thread), or posts to its strand.
     session::wake_function waker() override {
-        // Only the weak pointer is captured: it fits in std::function's own storage, so a
+        // Only the weak pointer is captured: it fits in the wake function's own storage, so a
         // session's wake allocates nothing.
         if (batch_)
             return [w = weak_from_this()] {
