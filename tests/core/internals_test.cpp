@@ -43,7 +43,8 @@ const std::string max_double_midpoint =
 } // namespace
 
 TEST_CASE("history: bounded by count and by age, contiguous, answers since()") {
-    herald::detail::history h({3, 1000ms});
+    const herald::history_options three{3, 1000ms}, ten{10, 1000ms};
+    herald::detail::history h(three);
     const auto t0 = std::chrono::steady_clock::now();
     auto msg = [](std::uint64_t off) { return herald::protocol::make_message("c", {"e", off}, "1"); };
     for (std::uint64_t i = 1; i <= 5; ++i) h.append(msg(i), t0);
@@ -63,7 +64,7 @@ TEST_CASE("history: bounded by count and by age, contiguous, answers since()") {
     CHECK_FALSE(h.since(3, 5, out, t0 + 2000ms));  // all aged out
     CHECK(h.empty());
 
-    herald::detail::history g({10, 1000ms});
+    herald::detail::history g(ten);
     g.append(msg(1), t0);
     g.append(msg(2), t0);
     g.append(msg(7), t0);  // a gap: history restarts so that it stays contiguous

@@ -102,7 +102,8 @@ TEST_CASE("safe defaults: the in-memory example's rules refuse a client publish 
 }
 
 TEST_CASE("history: bounded in bytes per channel") {
-    herald::detail::history h({100, std::chrono::minutes(1), 1000});
+    const herald::history_options opts{100, std::chrono::minutes(1), 1000};
+    herald::detail::history h(opts);
     const auto t0 = std::chrono::steady_clock::now();
     auto msg = [](std::uint64_t off) { return herald::protocol::make_message("c", {"e", off}, payload(200)); };
     for (std::uint64_t i = 1; i <= 20; ++i) h.append(msg(i), t0);

@@ -131,7 +131,8 @@ inline std::error_code hub::subscribe(const session_ptr& s, std::string_view cha
     {
         auto ch = channels_.acquire(channel);
         drop_subscriber(*ch, s.get());  // a resubscribe starts over from `since`
-        ch->recovering.push_back({s, token, request_id, ch->held.size()});
+        detail::channel_recovery& rec = ch->recovery();
+        rec.recovering.push_back({s, token, request_id, rec.held.size()});
     }
     if (added) presence_join(s, name);
     if (!orders_here_) s->begin_join();  // answered later, on the backplane's thread
@@ -297,7 +298,7 @@ inline position hub::order_and_deliver(std::string_view channel, std::string_vie
     frame_ptr f = protocol::make_message(std::string(channel), pos, data);
     ch->head = pos.offset;
     ++ch->published;
-    if (!ch->recovering.empty()) ch->held.push_back(f);
+    if (ch->recovering()) ch->rec->held.push_back(f);
     fan_out(*ch, f);
     const auto created = f->created;
     ch->log.append(std::move(f), created);  // moved last: one reference count operation fewer
@@ -321,7 +322,7 @@ inline bool hub::deliver(std::string_view channel, const position& pos, std::str
         auto ch = channels_.find(channel);
         if (!ch || !followed(*ch)) return false;
         frame_ptr f = protocol::make_message(std::string(channel), pos, data);
-        if (!ch->recovering.empty() || ch->repairing) ch->held.push_back(f);
+        if (ch->recovering() || ch->repairing()) ch->rec->held.push_back(f);
         rep = accept_live(*ch, f);
     }
     if (rep) refetch(std::string(channel), std::move(*rep));
@@ -333,7 +334,7 @@ inline bool hub::resync(std::string_view channel) {
     {
         auto ch = channels_.find(channel);
         if (!ch || !followed(*ch)) return false;
-        if (ch->known && !ch->repairing && !ch->subs.empty()) rep = start_repair(*ch);
+        if (ch->known && !ch->repairing() && !ch->subs.empty()) rep = start_repair(*ch);
     }
     if (rep) refetch(std::string(channel), std::move(*rep));
     return true;

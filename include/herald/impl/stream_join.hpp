@@ -35,25 +35,29 @@ namespace herald {
 inline void hub::drop_subscriber(detail::channel_state& ch, const session* s) {
     ch.subs.erase(std::remove_if(ch.subs.begin(), ch.subs.end(), [s](const detail::subscriber& x) { return x.s.get() == s; }),
                   ch.subs.end());
-    ch.recovering.erase(std::remove_if(ch.recovering.begin(), ch.recovering.end(),
-                                       [s](const detail::pending_subscriber& x) { return x.s.get() == s; }),
-                        ch.recovering.end());
+    if (!ch.rec) return;
+    std::vector<detail::pending_subscriber>& recovering = ch.rec->recovering;
+    recovering.erase(std::remove_if(recovering.begin(), recovering.end(),
+                                    [s](const detail::pending_subscriber& x) { return x.s.get() == s; }),
+                     recovering.end());
 }
 
-/// Forgets the held messages once nobody needs them.
-/// Their storage too, and that of an empty list of recovering subscribers: a subscribe
-/// is over in a moment, and a channel that keeps them costs every idle channel.
+/// Forgets the held messages once nobody needs them, with the whole recovery state: a
+/// subscribe is over in a moment, and a channel that keeps it costs every idle channel.
+/// The storage of an empty list of recovering subscribers goes too while a repair runs.
 inline void hub::settle(detail::channel_state& ch) {
-    if (ch.recovering.empty() && ch.recovering.capacity()) std::vector<detail::pending_subscriber>().swap(ch.recovering);
-    if (ch.recovering.empty() && !ch.repairing) std::vector<frame_ptr>().swap(ch.held);
+    if (!ch.rec) return;
+    if (ch.rec->recovering.empty() && !ch.rec->repairing) ch.rec.reset();
+    else if (ch.rec->recovering.empty() && ch.rec->recovering.capacity())
+        std::vector<detail::pending_subscriber>().swap(ch.rec->recovering);
 }
 
 /// Remote ordering: whether any session here follows the channel. When none does, the
 /// position is forgotten (the backplane stops delivering it; the next subscribe fetches).
 inline bool hub::followed(detail::channel_state& ch) {
-    if (!ch.subs.empty() || !ch.recovering.empty()) return true;
+    if (!ch.subs.empty() || ch.recovering()) return true;
     ch.known = false;
-    ch.repairing = false;
+    if (ch.rec) ch.rec->repairing = false;
     settle(ch);
     return false;
 }
@@ -70,12 +74,13 @@ inline void hub::finish_subscribe(const std::string& name, std::uint64_t token, 
     session_ptr failed;
     {
         auto ch = channels_.find(name);
-        if (!ch) return;
-        auto it = std::find_if(ch->recovering.begin(), ch->recovering.end(),
+        if (!ch || !ch->rec) return;
+        std::vector<detail::pending_subscriber>& recovering = ch->rec->recovering;
+        auto it = std::find_if(recovering.begin(), recovering.end(),
                                [token](const detail::pending_subscriber& x) { return x.token == token; });
-        if (it == ch->recovering.end()) return;  // unsubscribed, closed or subscribed again meanwhile
+        if (it == recovering.end()) return;  // unsubscribed, closed or subscribed again meanwhile
         detail::pending_subscriber p = std::move(*it);
-        ch->recovering.erase(it);
+        recovering.erase(it);
         if (ec) {
             p.s->remove_channel(name);
             p.s->push(protocol::make_error(ec, name, p.request_id));
@@ -95,7 +100,7 @@ inline std::optional<hub::repair> hub::join(detail::channel_state& ch, const std
                                             const detail::pending_subscriber& p, fetch_result& r) {
     if (!orders_here_ && ch.subs.empty()) {  // nobody is live here: this fetch sets the position
         ch.known = false;
-        ch.repairing = false;
+        if (ch.rec) ch.rec->repairing = false;
     }
     std::optional<repair> rep;
     std::vector<frame_ptr> out;
@@ -107,13 +112,14 @@ inline std::optional<hub::repair> hub::join(detail::channel_state& ch, const std
         out.push_back(protocol::make_subscribed(name, {ch.epoch, ch.head}, false, p.request_id));
         delivered = ch.head;
         live_epoch = ch.epoch;
-        if (!ch.repairing) rep = start_repair(ch);
+        if (!ch.repairing()) rep = start_repair(ch);
     } else {
         out.push_back(protocol::make_subscribed(name, r.head, r.recovered, p.request_id));
         out.insert(out.end(), std::make_move_iterator(r.messages.begin()), std::make_move_iterator(r.messages.end()));
         bool past_gap = false;  // a held message that does not follow: the live stream broke
-        for (std::size_t i = p.held_from; i < ch.held.size(); ++i) {
-            const frame_ptr& f = ch.held[i];
+        const std::size_t held = ch.rec ? ch.rec->held.size() : 0;  // `p` was in it: it is there
+        for (std::size_t i = p.held_from; i < held; ++i) {
+            const frame_ptr& f = ch.rec->held[i];
             if (f->pos.epoch == r.head.epoch && f->pos.offset <= delivered) continue;
             if (f->pos.epoch == r.head.epoch && f->pos.offset == delivered + 1 && !past_gap) {
                 out.push_back(f);
@@ -155,11 +161,12 @@ inline std::optional<hub::repair> hub::join(detail::channel_state& ch, const std
 /// Stops a remote channel's live stream until a fetch from its position fills the gap.
 /// Messages from held[held.size()..] on are the repair's to replay.
 inline hub::repair hub::start_repair(detail::channel_state& ch) {
-    ch.repairing = true;
-    ch.repair_token = next_token_.fetch_add(1, std::memory_order_relaxed) + 1;
-    ch.repair_from = ch.held.size();
+    detail::channel_recovery& rec = ch.recovery();
+    rec.repairing = true;
+    rec.repair_token = next_token_.fetch_add(1, std::memory_order_relaxed) + 1;
+    rec.repair_from = rec.held.size();
     refetches_.fetch_add(1, std::memory_order_relaxed);
-    return {{ch.epoch, ch.head}, ch.repair_token};
+    return {{ch.epoch, ch.head}, rec.repair_token};
 }
 
 inline void hub::refetch(const std::string& name, repair r) {
@@ -171,7 +178,7 @@ inline void hub::refetch(const std::string& name, repair r) {
 /// Remote ordering: gives the live subscribers `f` if it is the next message, drops it if
 /// they had it, and otherwise starts a repair. The channel is locked.
 inline std::optional<hub::repair> hub::accept_live(detail::channel_state& ch, const frame_ptr& f) {
-    if (!ch.known || ch.repairing) return std::nullopt;  // in `held`: a fetch will place it
+    if (!ch.known || ch.repairing()) return std::nullopt;  // in `held`: a fetch will place it
     if (f->pos.epoch == ch.epoch) {
         if (f->pos.offset <= ch.head) return std::nullopt;
         if (f->pos.offset == ch.head + 1) {
@@ -189,16 +196,18 @@ inline void hub::finish_repair(const std::string& name, std::uint64_t token, std
     std::string note;
     {
         auto ch = channels_.find(name);
-        if (!ch || !ch->repairing || ch->repair_token != token) return;
-        ch->repairing = false;
+        if (!ch || !ch->repairing() || ch->rec->repair_token != token) return;
+        // Not freed before settle() below: the held messages are replayed from it.
+        detail::channel_recovery& rec = *ch->rec;
+        rec.repairing = false;
         // Gives `f` to the live stream; held[next..] are still to come if it breaks again.
         auto feed = [&](const frame_ptr& f, std::size_t next) {
             if (auto again = accept_live(*ch, f); again && !rep) {
                 rep = std::move(again);
-                ch->repair_from = next;
+                rec.repair_from = next;
             }
         };
-        const std::size_t from = ch->repair_from;
+        const std::size_t from = rec.repair_from;
         if (ec) {
             // The sessions stay subscribed and wait: the backplane resyncs the channel when
             // it is back, and the next message tries again.
@@ -228,8 +237,8 @@ inline void hub::finish_repair(const std::string& name, std::uint64_t token, std
                     if (!sub.s->push(resync)) count_slow(*sub.s);  // dropped at the next fan-out
                 }
             }
-            for (std::size_t i = from; i < ch->held.size(); ++i)
-                if (ch->held[i]->pos.epoch != stale) feed(ch->held[i], i + 1);
+            for (std::size_t i = from; i < rec.held.size(); ++i)
+                if (rec.held[i]->pos.epoch != stale) feed(rec.held[i], i + 1);
         }
         settle(*ch);
     }

@@ -410,7 +410,7 @@ private:
     void forget(net::detail::tcp_connection* c) noexcept override {
         std::lock_guard<std::mutex> lock(conn_mu_);
         if (connections_.erase(c) == 0) return;
-        auto a = addresses_.find(c->address());
+        auto a = addresses_.find(std::string(c->address()));
         if (a != addresses_.end() && --a->second == 0) addresses_.erase(a);
     }
 

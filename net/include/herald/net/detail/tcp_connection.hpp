@@ -21,6 +21,7 @@
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -51,10 +52,7 @@ public:
         socket_.set_option(asio::ip::tcp::no_delay(true), ec);
         socket_.non_blocking(true, ec);
         auto ep = socket_.remote_endpoint(ec);
-        if (!ec) {
-            address_ = ep.address().to_string();
-            remote_ = address_ + ":" + std::to_string(ep.port());
-        }
+        if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
     }
 
     ~tcp_connection() override = default;
@@ -62,8 +60,12 @@ public:
     executor_type get_executor() { return socket_.get_executor(); }
     wake_batch* batch() const noexcept { return batch_; }
     const std::string& remote() const noexcept override { return remote_; }
-    /// The peer's IP address (what the server counts connections by).
-    const std::string& address() const noexcept { return address_; }
+    /// The peer's IP address (what the server counts connections by): remote() without its
+    /// port. Not kept apart: 32 bytes less per connection.
+    std::string_view address() const noexcept {
+        const std::size_t colon = remote_.rfind(':');  // an IPv6 address has more: the port's is last
+        return std::string_view(remote_).substr(0, colon == std::string::npos ? 0 : colon);
+    }
     bool open() const noexcept override { return mode_ != mode::closed; }
 
     void post(std::function<void()> fn) override {
@@ -74,7 +76,7 @@ public:
 
     /// Joins the connection's wake batch (one I/O thread), or posts to its strand.
     session::wake_function waker() override {
-        // Only the weak pointer is captured: it fits in std::function's own storage, so a
+        // Only the weak pointer is captured: it fits in the wake function's own storage, so a
         // session's wake allocates nothing.
         if (batch_)
             return [w = weak_from_this()] {
@@ -270,7 +272,7 @@ public:
     }
 
 private:
-    enum class mode { http, serving, held, upgraded, finishing, closed };
+    enum class mode : std::uint8_t { http, serving, held, upgraded, finishing, closed };
 
     // After a response: close once written, or wait for the next request (which may have
     // come, pipelined, while this one was served).
@@ -511,7 +513,7 @@ private:
     connection_owner& owner_;
     const connection_limits& limits_;
     wake_batch* batch_;
-    std::string address_, remote_;
+    std::string remote_;
 
     mode mode_ = mode::http;
     bool reading_ = false, waiting_ = false, failed_ = false, close_when_flushed_ = false, draining_ = false;
@@ -520,12 +522,14 @@ private:
     bool parse_posted_ = false;  // parse_pending() will run
     bool lingering_ = false;     // half-closed after the last answer (linger())
     bool chunked_ = false, parts_keep_alive_ = false;  // of a response in parts
+    // Here with the other flags (and `mode` in one byte), not in padding of its own: 16 bytes
+    // less per connection (the allocation falls to a smaller malloc size class).
+    bool goodbye_said_ = false;  // the close_notify is written (linger, then close)
     clock::time_point since_;
 
     std::unique_ptr<http1::request_reader> reader_;  // HTTP mode only (null once upgraded)
     const connection_tls* tls_config_;
     std::unique_ptr<tls_session> tls_;  // null: plain HTTP
-    bool goodbye_said_ = false;         // the close_notify is written (linger, then close)
     std::string pending_;  // bytes after the current request
 
     std::shared_ptr<stream_handler> handler_;

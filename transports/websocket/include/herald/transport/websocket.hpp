@@ -164,8 +164,8 @@ public:
                 break;
             }
         }
-        if (whole) partial_since_.reset();
-        else if (!partial_since_) partial_since_ = last_rx_;
+        if (whole) partial_since_ = unset;
+        else if (partial_since_ == unset) partial_since_ = last_rx_;
         if (scratch.capacity() > 65536) std::string().swap(scratch);
     }
 
@@ -175,17 +175,18 @@ public:
     void on_tick(clock::time_point now) override {
         // A frame begun and not finished in time (server_options::websocket_frame_timeout):
         // a peer that dribbles a frame would hold the connection and its buffer forever.
-        if (partial_since_ && now - *partial_since_ > t_.ctx_.opts.websocket_frame_timeout) {
+        if (partial_since_ != unset && now - partial_since_ > t_.ctx_.opts.websocket_frame_timeout) {
             if (auto c = conn_.lock()) c->close();
             return;
         }
-        if (closing_since_) {
+        if (closing_since_ != unset) {
             // The peer did not complete the close handshake in time.
-            if (now - *closing_since_ > std::chrono::seconds(5))
+            if (now - closing_since_ > std::chrono::seconds(5))
                 if (auto c = conn_.lock()) c->close();
             return;
         }
         if (!peer_.session()) return;
+        peer_.session()->trim();  // an idle client keeps no queue storage
         // Credentials that expire before the next tick end the session now (pump closes
         // with 4003); before that, the client is asked once to refresh them.
         if (!peer_.check_credentials(principal::clock::now(), net::tick_interval)) return;
@@ -219,7 +220,7 @@ public:
     }
 
 private:
-    enum class state { handshake, open, closing, closed, failed };
+    enum class state : std::uint8_t { handshake, open, closing, closed, failed };
 
     // Validates the upgrade request and answers it (websocketpp's processor does both).
     // websocketpp checks GET, HTTP/1.1, the version and that a Sec-WebSocket-Key is there;
@@ -392,7 +393,7 @@ private:
     // Starts the close handshake: our close frame now, the connection ends when the peer
     // answers (or after 5 s, see on_tick).
     void close(std::uint16_t code, const std::string& reason) {
-        if (closing_since_) return;
+        if (closing_since_ != unset) return;
         closing_since_ = clock::now();
         if (state_ == state::open) {
             write_close(code, reason);
@@ -422,11 +423,16 @@ private:
     std::unique_ptr<principal> who_;  // until the handshake is answered (then the peer's)
     detail::websocket_processor proc_;
     herald::peer peer_;  // from the handshake on
+    // Here rather than last: beside version_, in what was padding, 16 bytes less per
+    // connection (the allocation falls to a smaller malloc size class).
+    state state_ = state::handshake;
     int version_ = 1;       // the protocol version negotiated at the upgrade
     clock::time_point last_rx_, last_tx_;
-    std::optional<clock::time_point> closing_since_;
-    std::optional<clock::time_point> partial_since_;  // a frame began to arrive (and is not whole)
-    state state_ = state::handshake;
+    // Times that may be unset, without std::optional's flag and its padding: 16 bytes less
+    // per connection (the allocation falls to a smaller malloc size class).
+    static constexpr clock::time_point unset = clock::time_point::min();
+    clock::time_point closing_since_ = unset;
+    clock::time_point partial_since_ = unset;  // a frame began to arrive (and is not whole)
 };
 
 inline bool websocket::serve(const net::connection_ptr& c, http_request& r) {
