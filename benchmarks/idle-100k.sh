@@ -59,6 +59,7 @@ trap stop_all EXIT
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 echo "== $total connections over $procs herald processes (at most $per each; ulimit -n $(ulimit -n))"
+rm -f "$out"/idle-100k-*  # a run with more processes left files that the waits below would count
 declare -a rss0
 for ((i = 0; i < procs; i++)); do
   port=$((base_port + i))

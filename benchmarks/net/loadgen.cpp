@@ -732,9 +732,9 @@ public:
             const long rss_after = cfg.server_pid ? proc_rss_kib(cfg.server_pid) : 0;
             // Held for benchmarks/idle-100k.sh, which counts every server's connections at once.
             if (cfg.hold > 0) {
-                std::fprintf(stderr, "netload: %" PRIu64 " ready in %.2f s, holding %.0f s\n", s_.ready.load(), setup_seconds,
-                             std::min(cfg.hold, 600.0));
-                std::this_thread::sleep_for(std::chrono::duration<double>(std::min(cfg.hold, 600.0)));
+                const double hold = std::min(cfg.hold, 600.0);
+                std::fprintf(stderr, "netload: %" PRIu64 " ready in %.2f s, holding %.0f s\n", s_.ready.load(), setup_seconds, hold);
+                std::this_thread::sleep_for(std::chrono::duration<double>(hold));
             }
             return finish(s_.failed.load() ? 3 : 0, setup_seconds, 0, 0, {}, {}, rss_before, rss_after);
         }
